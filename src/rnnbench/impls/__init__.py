@@ -1,0 +1,69 @@
+"""Registry of implementations: name -> framework and ``module:function``.
+
+Nothing here imports a framework: modules are imported by name in the worker process.
+Adding a framework = one module in this package + registry lines + an optional
+dependency group in pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Impl:
+    name: str
+    framework: str
+    target: str  # "module:function" that builds a Trainer
+    description: str
+
+
+# framework -> (distributions whose versions are recorded, modules that must import)
+FRAMEWORKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "torch": (("torch",), ("torch",)),
+    "tensorflow": (("tensorflow-cpu", "tensorflow"), ("tensorflow",)),
+    "keras-tensorflow": (("keras", "tensorflow-cpu", "tensorflow"), ("keras", "tensorflow")),
+    "keras-jax": (("keras", "jax", "jaxlib"), ("keras", "jax")),
+    "keras-torch": (("keras", "torch"), ("keras", "torch")),
+    "jax": (("jax", "jaxlib", "flax", "optax"), ("jax", "flax", "optax")),
+    "pytensor": (("pytensor", "numba"), ("pytensor",)),
+}
+
+_P = "rnnbench.impls."
+IMPLEMENTATIONS: dict[str, Impl] = {
+    i.name: i
+    for i in [
+        Impl("torch-nn", "torch", _P + "torch_nn:build", "nn.GRU / nn.LSTM (cuDNN on GPU, oneDNN on CPU)"),
+        Impl("torch-cell", "torch", _P + "torch_cell:build", "nn.GRUCell / nn.LSTMCell in a Python loop"),
+        Impl("torch-custom", "torch", _P + "torch_custom:build", "hand-written cell from Linear layers"),
+        Impl("torch-compile", "torch", _P + "torch_compile:build", "hand-written cell under torch.compile"),
+        Impl("tf-cell", "tensorflow", _P + "tf_cell:build", "cell math in tf.while_loop inside tf.function"),
+        Impl("tf-blockcell", "tensorflow", _P + "tf_blockcell:build", "tf.raw_ops.LSTMBlockCell / GRUBlockCell per step"),
+        Impl("tf-blockfused", "tensorflow", _P + "tf_blockfused:build", "tf.raw_ops.BlockLSTMV2, whole sequence in one op"),
+        Impl("tf-xla", "tensorflow", _P + "tf_xla:build", "tf-cell with jit_compile=True (XLA)"),
+        Impl("tf-cudnn", "tensorflow", _P + "tf_cudnn:build", "tf.raw_ops.CudnnRNNV3 (GPU only)"),
+        Impl("keras-tensorflow", "keras-tensorflow", _P + "keras_layers:build", "Keras 3 layers, TensorFlow backend"),
+        Impl("keras-jax", "keras-jax", _P + "keras_layers:build", "Keras 3 layers, JAX backend"),
+        Impl("keras-torch", "keras-torch", _P + "keras_layers:build", "Keras 3 layers, PyTorch backend"),
+        Impl("flax-nnx", "jax", _P + "flax_nnx:build", "Flax NNX nnx.RNN over OptimizedLSTMCell / GRUCell"),
+        Impl("jax-scan", "jax", _P + "jax_scan:build", "hand-written jax.lax.scan, input projection hoisted"),
+        Impl("pytensor-scan", "pytensor", _P + "pytensor_scan:build", "PyTensor scan, Lasagne style, numba backend"),
+    ]
+}
+
+
+def framework_available(framework: str) -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in FRAMEWORKS[framework][1])
+
+
+def framework_versions(framework: str) -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for dist in FRAMEWORKS[framework][0]:
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out

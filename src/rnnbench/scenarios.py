@@ -1,0 +1,128 @@
+"""The benchmark scenarios (the seed's four networks and two extra sizes) and profiles.
+
+Framework-free: plain frozen dataclasses. A profile scales the time axis, the step counts
+and (for CTC) the label count so that the labels fit the shortest sequence; only the tiny
+``smoke`` profile also shrinks the network, so that every code path runs in seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One network, loss and toy batch. Shapes are (batch, time_steps, features)."""
+
+    name: str
+    cell: str  # "gru" | "lstm"
+    layers: int
+    hidden: int
+    bidirectional: bool
+    loss: str  # "ce" (last time step -> Dense -> softmax cross-entropy) | "ctc"
+    classes: int  # Dense outputs; for CTC this includes the blank (index 0)
+    batch: int = 25
+    time_steps: int = 1000
+    features: int = 123
+    description: str = ""
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def head_inputs(self) -> int:
+        return self.hidden * self.directions
+
+    @property
+    def gates(self) -> int:
+        return {"gru": 3, "lstm": 4}[self.cell]
+
+    # CTC data shape rules (SPEC 2): lengths linspace(T/2, T, B), T/10 labels per sequence.
+    @property
+    def min_length(self) -> int:
+        return self.time_steps // 2
+
+    @property
+    def label_length(self) -> int:
+        return max(2, self.time_steps // 10)
+
+    def resized(self, **changes) -> "Scenario":
+        return dataclasses.replace(self, **changes)
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in [
+        Scenario("gru-1x320-ce", "gru", 1, 320, False, "ce", 25,
+                 description="1x320 unidirectional GRU, Dense(25), cross-entropy"),
+        Scenario("lstm-4x320bi-ce", "lstm", 4, 320, True, "ce", 25,
+                 description="4x320 bidirectional LSTM, Dense(25), cross-entropy"),
+        Scenario("lstm-4x320bi-ctc", "lstm", 4, 320, True, "ctc", 59,
+                 description="4x320 bidirectional LSTM, Dense(59) per step, CTC, masking"),
+        Scenario("lstm-1x320-ce", "lstm", 1, 320, False, "ce", 25,
+                 description="1x320 unidirectional LSTM, Dense(25), cross-entropy"),
+        # Extra sizes from the seed's later version; not in the default selection.
+        Scenario("lstm-1x320-ce-short", "lstm", 1, 320, False, "ce", 10, batch=64,
+                 time_steps=100, description="CE-short: (64, 100, 123), 10 classes"),
+        Scenario("lstm-1x320-ce-long", "lstm", 1, 320, False, "ce", 25, batch=32,
+                 description="CE-long: (32, 1000, 123), 25 classes"),
+    ]
+}
+SEED_SCENARIOS = ("gru-1x320-ce", "lstm-4x320bi-ce", "lstm-4x320bi-ctc", "lstm-1x320-ce")
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    warmup: int
+    steps: int
+    time_steps: int | None  # None: the scenario's own length
+    timeout_s: float
+    tiny: bool = False  # shrink the network too (smoke only)
+    description: str = ""
+
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in [
+        Profile("smoke", warmup=1, steps=3, time_steps=12, timeout_s=300, tiny=True,
+                description="tiny shapes, a few steps: every code path in seconds"),
+        Profile("quick", warmup=2, steps=8, time_steps=100, timeout_s=900,
+                description="the seed's networks on a 100-step time axis (the default)"),
+        Profile("seed", warmup=5, steps=500, time_steps=None, timeout_s=24 * 3600,
+                description="exactly the seed: T=1000, 500 steps, median"),
+    ]
+}
+DEFAULT_PROFILE = "quick"
+
+# The tiny network of the smoke profile (also used by `rnnbench verify`).
+TINY = dict(batch=4, features=8, hidden=8)
+
+
+def apply_profile(scenario: Scenario, profile: Profile, time_steps: int | None = None) -> Scenario:
+    """The scenario as a profile (and an optional --time-steps override) runs it."""
+    changes: dict = {}
+    if profile.tiny:
+        changes.update(TINY)
+    t = time_steps or profile.time_steps
+    if t is not None and (profile.tiny or time_steps or scenario.time_steps > t):
+        changes["time_steps"] = t
+    return scenario.resized(**changes) if changes else scenario
+
+
+def select(patterns: list[str] | None, names, default=None) -> list[str]:
+    """Names matching any glob in ``patterns`` (in catalogue order). Raises ValueError
+    naming the first pattern that matches nothing."""
+    names = list(names)
+    if not patterns:
+        return list(default if default is not None else names)
+    chosen = []
+    for pattern in patterns:
+        hits = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+        if not hits:
+            raise ValueError(pattern)
+        chosen += [h for h in hits if h not in chosen]
+    return [n for n in names if n in chosen]
