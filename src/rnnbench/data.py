@@ -42,8 +42,8 @@ class Batch:
 
     @property
     def label_lengths(self) -> np.ndarray:
-        """CTC: every sequence has the same number of labels."""
-        return np.full(len(self.y), self.y.shape[1], dtype=np.int32)
+        """CTC: every sequence has the same number of labels (CE: one each)."""
+        return np.full(len(self.y), self.y.shape[1] if self.y.ndim == 2 else 1, dtype=np.int32)
 
 
 def make_batch(s: Scenario) -> Batch:
