@@ -1,0 +1,329 @@
+"""The ``rnnbench`` command: list | run | verify | report | compare."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .impls import FRAMEWORKS, IMPLEMENTATIONS, framework_available
+from .scenarios import DEFAULT_PROFILE, PROFILES, SCENARIOS, SEED_SCENARIOS, select
+
+EXTRA_OF = {"torch": "torch", "tensorflow": "tensorflow", "keras-tensorflow": "keras", "keras-jax": "keras",
+            "keras-torch": "keras", "jax": "jax", "pytensor": "pytensor"}
+
+
+class UsageError(Exception):
+    """Bad input: printed as one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    return 0 if text.strip() == "0" else positive_int(text)
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text}")
+    return value
+
+
+def selection(args, *, default_scenarios=SEED_SCENARIOS):
+    """Scenarios and implementations chosen by -s/-i globs; one-line errors for bad names
+    and for explicitly chosen implementations whose framework is not installed."""
+    try:
+        scenarios = select(args.scenario, SCENARIOS, default_scenarios)
+    except ValueError as e:
+        raise UsageError(f"no scenario matches {e}; `rnnbench list` shows them") from None
+    try:
+        impls = select(args.impl, IMPLEMENTATIONS)
+    except ValueError as e:
+        raise UsageError(f"no implementation matches {e}; `rnnbench list` shows them") from None
+    missing = {IMPLEMENTATIONS[i].framework for i in impls if not framework_available(IMPLEMENTATIONS[i].framework)}
+    if args.impl and missing:
+        fw = sorted(missing)[0]
+        raise UsageError(f"framework {fw!r} is not installed (needed by "
+                         f"{', '.join(i for i in impls if IMPLEMENTATIONS[i].framework == fw)}): "
+                         f"pip install 'rnnbench[{EXTRA_OF[fw]}]', or choose other implementations with -i")
+    return [SCENARIOS[s] for s in scenarios], impls, missing
+
+
+# -- list ------------------------------------------------------------------------------
+def cmd_list(args) -> int:
+    if args.json:
+        import json
+
+        print(json.dumps({
+            "scenarios": list(SCENARIOS),
+            "implementations": [{"name": i.name, "framework": i.framework,
+                                 "available": framework_available(i.framework)} for i in IMPLEMENTATIONS.values()],
+        }))
+        return 0
+    print("Scenarios (default: the seed's four):")
+    for s in SCENARIOS.values():
+        mark = "*" if s.name in SEED_SCENARIOS else " "
+        print(f" {mark} {s.name:22} {s.description}  [({s.batch}, {s.time_steps}, {s.features})]")
+    print("\nImplementations:")
+    for i in IMPLEMENTATIONS.values():
+        ok = "installed" if framework_available(i.framework) else f"missing: pip install 'rnnbench[{EXTRA_OF[i.framework]}]'"
+        print(f"   {i.name:18} {i.framework:17} {ok:10}  {i.description}")
+    print("\nFrameworks:")
+    for fw in FRAMEWORKS:
+        print(f"   {fw:17} {'installed' if framework_available(fw) else 'not installed'}")
+    print("\nProfiles: " + ", ".join(f"{p.name} ({p.description})" for p in PROFILES.values()))
+    return 0
+
+
+# -- run / verify ------------------------------------------------------------------------
+class Progress:
+    """One status line, rewritten in place on a terminal; plain lines otherwise."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream, self.tty, self.label = stream, stream.isatty(), ""
+
+    def __call__(self, message=None, *, elapsed=None, done=None, total=None):
+        if message is not None:
+            self.label = message
+            if not self.tty:
+                print(message, file=self.stream, flush=True)
+        if self.tty:
+            extra = f"  step {done}/{total}  {elapsed:6.1f}s" if elapsed is not None else ""
+            self.stream.write(f"\r\033[K{self.label}{extra}")
+            self.stream.flush()
+
+    def result(self, line: str):
+        if self.tty:
+            self.stream.write("\r\033[K")
+        print(line, file=self.stream, flush=True)
+
+
+def fmt_s(v) -> str:
+    return "-" if v in (None, "") else (f"{v:.3f}" if v >= 0.1 else f"{v * 1000:.2f}ms")
+
+
+def result_line(doc: dict) -> str:
+    if doc["status"] != "ok":
+        return f"  {doc['status']:8} {doc['reason']}"
+    ver = {"yes": "verified", "no": "VERIFY FAILED", "": ""}[doc.get("verified", "")]
+    warn = "" if doc.get("stable") else "  (unstable)"
+    checks = "" if doc["checks"] == "ok" else f"  CHECKS {doc['checks']}"
+    return (f"  ok       median {fmt_s(doc['median_s'])}/step [{fmt_s(doc['ci_low_s'])}, {fmt_s(doc['ci_high_s'])}]"
+            f"  first {fmt_s(doc['first_step_s'])}  {ver}{checks}{warn}")
+
+
+def final_table(docs: list[dict]) -> str:
+    head = f"{'scenario':18} {'impl':17} {'status':8} {'median':>9} {'95% CI':>19} {'GFLOP/s':>8} {'eff':>5} {'RSS MB':>7} {'checks':8} verified"
+    lines = [head, "-" * len(head)]
+    for d in docs:
+        if d["status"] == "ok":
+            ci = f"[{fmt_s(d['ci_low_s'])}, {fmt_s(d['ci_high_s'])}]"
+            eff = f"{100 * d['efficiency']:.0f}%" if d.get("efficiency") else "-"
+            lines.append(f"{d['scenario']:18} {d['impl']:17} {'ok':8} {fmt_s(d['median_s']):>9} {ci:>19} "
+                         f"{d['gflops']:8.2f} {eff:>5} {d['peak_rss_mb']:7.0f} {d['checks']:8} {d.get('verified') or '-'}")
+        else:
+            lines.append(f"{d['scenario']:18} {d['impl']:17} {d['status']:8} {d['reason'][:70]}")
+    return "\n".join(lines)
+
+
+def _settings(args, bench: bool):
+    from .runner import Settings
+
+    profile = PROFILES[args.profile]
+    return Settings(
+        profile=profile,
+        warmup=profile.warmup if args.warmup is None else args.warmup,
+        steps=args.steps or profile.steps,
+        threads=args.threads or os.cpu_count() or 1,
+        device=args.device,
+        flush_denormal=args.flush_denormal,
+        timeout_s=args.timeout or profile.timeout_s,
+        time_steps=args.time_steps,
+        verify=args.verify,
+        bench=bench,
+        out=Path(args.out),
+    )
+
+
+def execute(args, settings) -> tuple[list[dict], bool]:
+    """Run the selection through the runner; returns the documents and whether the user
+    interrupted. Every finished result is already on disk either way."""
+    from .runner import Runner
+
+    scenarios, impls, missing = selection(args)
+    progress = Progress()
+    runner = Runner(settings, progress)
+    runner.start(scenarios, impls, sys.argv)
+    if runner.archived:
+        progress.result(f"previous results moved to {runner.archived}")
+    jobs = [(s, i) for s in scenarios for i in impls]
+    interrupted = False
+    try:
+        for n, (s, impl) in enumerate(jobs, 1):
+            fw = IMPLEMENTATIONS[impl].framework
+            if fw in missing:
+                runner.skip(s, impl, f"framework {fw} is not installed (pip install 'rnnbench[{EXTRA_OF[fw]}]')")
+                continue
+            progress(f"[{n}/{len(jobs)}] {s.name} {impl}")
+            doc = runner.run_one(s, impl)
+            progress.result(f"[{n}/{len(jobs)}] {s.name} {impl}" + result_line(doc))
+    except KeyboardInterrupt:
+        interrupted = True
+        progress.result("interrupted: every finished result is kept in " + str(settings.out))
+    runner.finish(interrupted)
+    return runner.docs, interrupted
+
+
+def cmd_run(args) -> int:
+    docs, interrupted = execute(args, _settings(args, bench=True))
+    print(final_table(docs))
+    print(f"\nresults: {args.out}/summary.csv, {args.out}/results.csv, {args.out}/runs/")
+    if not args.no_report:
+        try:
+            from .report import write_report
+
+            print(f"report: {write_report(Path(args.out))}")
+        except ImportError as e:
+            print(f"report skipped: {e} (pip install 'rnnbench[report]')")
+    if interrupted:
+        return 130
+    return 1 if any(d["status"] in ("failed", "timeout") for d in docs) else 0
+
+
+def cmd_verify(args) -> int:
+    import tempfile
+
+    from .verify import DELTA_RTOL, LOSS_RTOL
+
+    args.profile, args.steps, args.warmup, args.time_steps, args.verify = "smoke", None, None, None, True
+    args.out = args.out or tempfile.mkdtemp(prefix="rnnbench-verify-")
+    docs, interrupted = execute(args, _settings(args, bench=False))
+    print(f"tolerances: loss relative error <= {LOSS_RTOL:g}; per tensor max|delta - delta_ref| / "
+          f"max|delta_ref| <= {DELTA_RTOL:g}, delta = weights after one Adam step - initial weights")
+    print(f"{'scenario':18} {'impl':17} {'result':8} {'loss err':>9} {'worst tensor':>26}  notes")
+    bad = 0
+    for d in docs:
+        if d["status"] != "ok":
+            bad += d["status"] != "skipped"
+            print(f"{d['scenario']:18} {d['impl']:17} {d['status']:8} {d['reason'][:80]}")
+            continue
+        if not d.get("verified"):
+            print(f"{d['scenario']:18} {d['impl']:17} {'skipped':8} {d.get('verify_message', '')}")
+            continue
+        bad += d["verified"] != "yes"
+        worst = d.get("verify_worst") or ["-", 0]
+        result = "pass" if d["verified"] == "yes" else "MISMATCH"
+        print(f"{d['scenario']:18} {d['impl']:17} {result:8} {d['verify_loss_err']:9.2e} "
+              f"{worst[0]:>17} {worst[1]:8.2e}  {d.get('verify_message', '')}")
+    return 130 if interrupted else (1 if bad else 0)
+
+
+# -- report / compare --------------------------------------------------------------------
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    print(write_report(Path(args.dir)))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .compare import compare
+
+    c = compare(Path(args.base), Path(args.new), factor=args.factor)
+    print(c.to_markdown())
+    return 1 if args.fail_on_regression and c.has_regression else 0
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="rnnbench", description="How fast does each framework train the same GRU/LSTM on this machine?")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    ls = sub.add_parser("list", help="scenarios, implementations and installed frameworks",
+                        description="List scenarios, implementations and which frameworks are installed.")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.set_defaults(func=cmd_list)
+
+    def selection_args(sp):
+        sp.add_argument("-s", "--scenario", action="append", metavar="GLOB",
+                        help="scenario name or glob, repeatable (default: the seed's four)")
+        sp.add_argument("-i", "--impl", action="append", metavar="GLOB",
+                        help="implementation name or glob, repeatable (default: all installed)")
+        sp.add_argument("--threads", type=positive_int, help="CPU threads for every framework (default: all cores)")
+        sp.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="cuda where the framework sees a GPU (auto, the default), or force one")
+        sp.add_argument("--timeout", type=positive_float, metavar="S", help="seconds per worker (default: the profile's)")
+        sp.add_argument("--no-flush-denormal", dest="flush_denormal", action="store_false",
+                        help="leave denormal floats unflushed (to see their cost)")
+
+    run = sub.add_parser("run", help="benchmark the selection (default profile: quick)",
+                         description="Benchmark every selected (scenario, implementation), each in its own worker process.")
+    selection_args(run)
+    run.add_argument("--profile", choices=list(PROFILES), default=DEFAULT_PROFILE,
+                     help="smoke (tiny, seconds), quick (default: T=100), seed (T=1000, 500 steps)")
+    run.add_argument("--steps", type=positive_int, help="measured steps (default: the profile's)")
+    run.add_argument("--warmup", type=non_negative_int, help="warm-up steps, not in the statistics (default: the profile's)")
+    run.add_argument("--time-steps", type=positive_int, metavar="T", help="override the time axis length")
+    run.add_argument("--out", default="results", metavar="DIR", help="results directory (default: results)")
+    run.add_argument("--no-verify", dest="verify", action="store_false",
+                     help="skip the one-step check against the float64 reference")
+    run.add_argument("--no-report", action="store_true", help="do not write report.md and plots")
+    run.set_defaults(func=cmd_run)
+
+    ver = sub.add_parser("verify", help="check one training step of each implementation against the float64 reference",
+                         description="Run one training step at the smoke size in each implementation's own worker and "
+                                     "compare the loss and the updated weights with the float64 NumPy reference.")
+    selection_args(ver)
+    ver.add_argument("--out", default=None, metavar="DIR", help="keep the worker logs here (default: a temporary directory)")
+    ver.set_defaults(func=cmd_verify)
+
+    rep = sub.add_parser("report", help="write DIR/report.md and DIR/plots/ from a results directory",
+                         description="Write report.md and PNG charts from a results directory.")
+    rep.add_argument("dir", help="results directory (as written by `rnnbench run`)")
+    rep.set_defaults(func=cmd_report)
+
+    cmp = sub.add_parser("compare", help="compare two results directories",
+                         description="Ratio of medians per (scenario, implementation), significance, geometric mean.")
+    cmp.add_argument("base")
+    cmp.add_argument("new")
+    cmp.add_argument("--factor", type=positive_float, default=1.05, help="flag slowdowns beyond this ratio (default 1.05)")
+    cmp.add_argument("--fail-on-regression", action="store_true", help="exit 1 when a regression is flagged")
+    cmp.set_defaults(func=cmd_compare)
+    return p
+
+
+def main(argv=None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command in ("run", "verify"):
+            args.threads = args.threads  # validated by argparse
+        return args.func(args)
+    except UsageError as e:
+        print(f"rnnbench: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - known user-facing errors from the report modules
+        if type(e).__name__ in ("ResultsError", "ResultsFileError"):
+            print(f"rnnbench: error: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,332 @@
+"""Spawns one worker process per (scenario, implementation), with a timeout, and turns
+what each worker hands back into a result document (framework-free).
+
+A worker that crashes, hangs past its timeout or writes unreadable output is recorded as
+failed or timeout with the reason and the tail of its stderr, and the suite goes on.
+Every finished run is written to disk at once, so Ctrl-C keeps them all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import __version__, flops, results, stats
+from .impls import IMPLEMENTATIONS
+from .scenarios import Profile, Scenario, apply_profile
+
+STDERR_TAIL_LINES = 15
+KILL_GRACE_S = 5.0
+
+
+@dataclass
+class Settings:
+    profile: Profile
+    warmup: int
+    steps: int
+    threads: int
+    device: str = "auto"
+    flush_denormal: bool = True
+    timeout_s: float = 900.0
+    time_steps: int | None = None
+    verify: bool = True  # also run one step at the verification size and check it
+    bench: bool = True  # False: only verify (``rnnbench verify``)
+    out: Path = Path("results")
+    worker: list[str] = field(default_factory=lambda: [sys.executable, "-m", "rnnbench.worker"])
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """The usual thread variables, so every framework and BLAS uses the same count."""
+    env = {v: str(threads) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                     "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS")}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform(), "hostname": platform.node()}
+
+
+def git_revision() -> dict:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10)
+        if rev.returncode == 0:
+            return {"revision": rev.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return {"revision": "unknown", "dirty": None}
+
+
+def measure_gemm(threads: int) -> dict:
+    """The single-precision GEMM rate with the same thread count, in its own process."""
+    env = {**os.environ, **thread_env(threads)}
+    try:
+        p = subprocess.run([sys.executable, "-m", "rnnbench.gemm"], env=env, capture_output=True,
+                           text=True, timeout=300)
+        return {**json.loads(p.stdout), "threads": threads}
+    except (OSError, ValueError, subprocess.TimeoutExpired) as e:
+        return {"gflops": None, "threads": threads, "error": str(e)}
+
+
+def archive_previous(out: Path) -> Path | None:
+    """Move a previous run in ``out`` to ``out/archive/<run_id>/``: nothing is overwritten."""
+    meta = out / "meta.json"
+    if not meta.exists():
+        return None
+    try:
+        old_id = results.read_json(meta).get("run_id") or "unknown"
+    except results.ResultsFileError:
+        old_id = "unreadable-" + uuid.uuid4().hex[:6]
+    dest = out / "archive" / old_id
+    dest.mkdir(parents=True, exist_ok=True)
+    for child in out.iterdir():
+        if child.name != "archive":
+            shutil.move(str(child), dest / child.name)
+    return dest
+
+
+class Runner:
+    def __init__(self, settings: Settings, progress=None):
+        self.st = settings
+        self.out = Path(settings.out)
+        self.progress = progress or (lambda *a, **k: None)
+        self.run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
+        self.docs: list[dict] = []
+        self.meta: dict = {}
+
+    # -- the whole matrix ---------------------------------------------------------------
+    def start(self, scenarios: list[Scenario], impls: list[str], argv: list[str]) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.archived = archive_previous(self.out)
+        (self.out / "runs").mkdir()
+        (self.out / "logs").mkdir()
+        st = self.st
+        self.meta = {
+            "schema": results.META_SCHEMA, "run_id": self.run_id, "profile": st.profile.name,
+            "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "finished": None,
+            "argv": argv, "machine": machine(), "git": git_revision(), "rnnbench": __version__,
+            "threads": st.threads, "flush_denormal": st.flush_denormal, "device": st.device,
+            "warmup": st.warmup, "steps": st.steps, "timeout_s": st.timeout_s,
+            "time_steps": st.time_steps, "scenarios": [s.name for s in scenarios], "impls": impls,
+        }
+        self.progress("measuring the GEMM rate")
+        self.meta["gemm"] = measure_gemm(st.threads)
+        results.write_json(self.out / "meta.json", self.meta)
+
+    def finish(self, interrupted: bool = False) -> None:
+        self.meta["finished"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+        self.meta["interrupted"] = interrupted
+        results.write_json(self.out / "meta.json", self.meta)
+
+    def record(self, doc: dict) -> None:
+        self.docs.append(doc)
+        results.write_json(results.run_path(self.out, doc["scenario"], doc["impl"]), doc)
+        results.append_steps(self.out, doc)
+        results.write_summary(self.out, self.docs)
+
+    def skip(self, scenario: Scenario, impl: str, reason: str) -> dict:
+        doc = self.base_doc(scenario, impl)
+        doc.update(status="skipped", reason=reason)
+        self.record(doc)
+        return doc
+
+    def base_doc(self, s: Scenario, impl: str) -> dict:
+        st = self.st
+        return {
+            "schema": results.RUN_SCHEMA, "run_id": self.run_id, "profile": st.profile.name,
+            "scenario": s.name, "impl": impl, "framework": IMPLEMENTATIONS[impl].framework,
+            "status": "failed", "reason": "", "warmup": st.warmup, "steps": 0,
+            "threads": st.threads, "flush_denormal": st.flush_denormal, "device": st.device,
+            "batch": s.batch, "time_steps": s.time_steps, "features": s.features, "hidden": s.hidden,
+            "shape": asdict(s), "flops_per_step": flops.train_flops(s),
+        }
+
+    # -- one worker -------------------------------------------------------------------
+    def run_one(self, scenario: Scenario, impl: str) -> dict:
+        st = self.st
+        s = apply_profile(scenario, st.profile, st.time_steps)
+        doc = self.base_doc(s, impl)
+        tmp = Path(tempfile.mkdtemp(prefix="rnnbench-"))
+        job = {
+            "impl": impl, "scenario": asdict(s), "warmup": st.warmup, "steps": st.steps,
+            "threads": st.threads, "flush_denormal": st.flush_denormal, "device": st.device,
+            "result": str(tmp / "result.json"), "progress": str(tmp / "progress.jsonl"),
+        }
+        if not st.bench:
+            job["bench"] = False
+        if st.verify:
+            from .verify import VERIFY_EPS, VERIFY_LR, verify_scenario
+
+            job["verify"] = asdict(verify_scenario(scenario))
+            job["verify_hyper"] = {"lr": VERIFY_LR, "adam_eps": VERIFY_EPS}
+        (tmp / "job.json").write_text(json.dumps(job))
+        log = self.out / "logs" / f"{s.name}__{impl}.log"
+        env = {**os.environ, **thread_env(st.threads), "RNNBENCH_CACHE_DIR": str(tmp / "cache")}
+        t0 = time.perf_counter()
+        try:
+            with open(log, "w") as err:
+                proc = subprocess.Popen([*st.worker, str(tmp / "job.json")], stdout=err, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+                outcome = self._wait(proc, Path(job["progress"]), st.warmup + st.steps, t0)
+        except KeyboardInterrupt:
+            _kill(proc)
+            doc.update(status="interrupted", reason="interrupted by the user (Ctrl-C)")
+            self.record(doc)
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        doc["wall_s"] = time.perf_counter() - t0
+        doc["stderr_tail"] = _tail(log)
+        self._fill(doc, outcome, proc.returncode, Path(job["result"]), Path(job["progress"]), s)
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.record(doc)
+        return doc
+
+    def _wait(self, proc, progress_file: Path, total: int, t0: float) -> str:
+        while True:
+            try:
+                proc.wait(timeout=0.5)
+                return "exited"
+            except subprocess.TimeoutExpired:
+                pass
+            elapsed = time.perf_counter() - t0
+            done = _count_lines(progress_file)
+            self.progress(None, elapsed=elapsed, done=done, total=total)
+            if elapsed > self.st.timeout_s:
+                _kill(proc)
+                return "timeout"
+
+    def _fill(self, doc: dict, outcome: str, returncode: int, result: Path, progress: Path, s: Scenario) -> None:
+        steps = _read_progress(progress)
+        if outcome == "timeout":
+            doc.update(status="timeout", reason=f"no result within {self.st.timeout_s:g} s "
+                       f"({_progress_text(steps, self.st.warmup + self.st.steps)})", step_log=steps)
+            return
+        try:
+            out = json.loads(result.read_text())
+            if not isinstance(out, dict) or out.get("status") not in results.STATUSES:
+                raise ValueError("no status field")
+        except (OSError, ValueError) as e:
+            what = "no result file" if not result.exists() else f"unreadable result ({e})"
+            doc.update(status="failed", reason=f"worker exited with code {returncode}: {what}", step_log=steps)
+            return
+        meta = {k: out.get(k) for k in ("runtime", "versions", "source_sha256", "import_s", "build_s", "notes")}
+        doc["meta"] = meta
+        doc.update(status=out["status"], reason=out.get("reason", ""))
+        rt = out.get("runtime") or {}
+        doc.update(device=rt.get("device", doc["device"]), device_name=rt.get("device_name"),
+                   threads=rt.get("threads", doc["threads"]),
+                   flush_denormal=rt.get("flush_denormal", doc["flush_denormal"]))
+        doc["version"] = ", ".join(f"{k} {v}" for k, v in (out.get("versions") or {}).items())
+        doc["notes"] = out.get("notes") or {}
+        if out["status"] != "ok":
+            return
+        if not self.st.bench:
+            doc.update(_verdict(out.get("verify")))
+            return
+        doc["parameters"] = out["parameters"]
+        doc["step_log"] = out["steps"]
+        measured = [x for x in out["steps"] if x["phase"] == "measure"]
+        times = [x["runtime_s"] for x in measured]
+        doc["steps"] = len(measured)
+        doc["first_step_s"] = out["steps"][0]["runtime_s"] if out["steps"] else None
+        doc.update(stats.summarize(times))
+        checks = stats.run_checks([x["loss"] for x in out["steps"]], times, out["loop_s"])
+        doc["check_details"] = checks
+        doc["checks"] = stats.checks_label(checks)
+        doc["gflops"] = doc["flops_per_step"] / doc["median_s"] / 1e9
+        gemm = (self.meta.get("gemm") or {}).get("gflops")
+        doc["efficiency"] = doc["gflops"] / gemm if gemm else None
+        doc["peak_rss_mb"] = out.get("peak_rss_mb")
+        doc["peak_gpu_mb"] = out.get("peak_gpu_mb")
+        doc.update(_verdict(out.get("verify")))
+
+
+def _verdict(v: dict | None) -> dict:
+    """Compare the worker's verification step with the float64 reference."""
+    if v is None:
+        return {"verified": ""}
+    if "skipped" in v:
+        return {"verified": "", "verify_message": "skipped: " + v["skipped"]}
+    import numpy as np
+
+    from .data import canonical_weights, make_batch
+    from .verify import compare
+
+    s = Scenario(**v["scenario"])
+    weights = {k: np.asarray(x, dtype=np.float32) for k, x in v["weights"].items()}
+    verdict = compare(s, make_batch(s), canonical_weights(s), v["loss"], weights, v.get("notes") or {})
+    return {"verified": "yes" if verdict.ok else "no", "verify_message": verdict.message,
+            "verify_loss_err": verdict.loss_err, "verify_worst": list(verdict.worst)}
+
+
+def _kill(proc) -> None:
+    """Stop a worker and everything it started (its own process group)."""
+    for sig, wait in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        with open(path, "rb") as f:
+            return sum(1 for _ in f)
+    except OSError:
+        return 0
+
+
+def _read_progress(path: Path) -> list[dict]:
+    steps = []
+    try:
+        for line in path.read_text().splitlines():
+            try:
+                steps.append(json.loads(line))
+            except ValueError:
+                break
+    except OSError:
+        pass
+    return steps
+
+
+def _progress_text(steps: list[dict], total: int) -> str:
+    if not steps:
+        return "no step finished: still compiling or building"
+    last = steps[-1]
+    return f"last reported: {last['phase']} step {last['step'] + 1}, {len(steps)}/{total} steps reported"
+
+
+def _tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""

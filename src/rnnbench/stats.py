@@ -1,0 +1,71 @@
+"""Statistics of per-step times and the seed's checks on a run (framework-free)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+UNSTABLE_CV = 0.10  # stdev / mean above this: the run is flagged unstable (pyperf's rule)
+OVERHEAD_LIMIT = 0.01  # loop wall time may exceed the sum of step times by at most 1%
+BOOTSTRAP_SAMPLES = 2000
+
+
+def summarize(times, seed: int = 0) -> dict:
+    """Median (headline), p10, p90, mean, stdev and a bootstrap 95% CI of the median."""
+    t = np.asarray(times, dtype=float)
+    if t.size == 0:
+        raise ValueError("no measured steps")
+    rng = np.random.default_rng(seed)
+    medians = np.median(rng.choice(t, size=(BOOTSTRAP_SAMPLES, t.size)), axis=1)
+    mean = float(t.mean())
+    stdev = float(t.std(ddof=1)) if t.size > 1 else 0.0
+    return {
+        "median_s": float(np.median(t)),
+        "p10_s": float(np.percentile(t, 10)),
+        "p90_s": float(np.percentile(t, 90)),
+        "mean_s": mean,
+        "stdev_s": stdev,
+        "ci_low_s": float(np.percentile(medians, 2.5)),
+        "ci_high_s": float(np.percentile(medians, 97.5)),
+        # Fewer than 3 samples cannot show a spread: call that unstable too.
+        "stable": bool(t.size >= 3 and stdev <= UNSTABLE_CV * mean),
+    }
+
+
+def check_finite(losses) -> bool:
+    return all(math.isfinite(v) for v in losses)
+
+
+def check_decreasing(losses) -> bool:
+    """The loss goes down over the run: the last loss is below the first and a least-squares
+    line through all losses slopes downwards. One loss cannot show a trend: passes."""
+    v = np.asarray(losses, dtype=float)
+    if v.size < 2:
+        return True
+    if not np.all(np.isfinite(v)):
+        return False
+    slope = np.polyfit(np.arange(v.size), v, 1)[0]
+    return bool(v[-1] < v[0] and slope < 0)
+
+
+def overhead(loop_s: float, step_times) -> float:
+    """Fraction of the measured loop's wall time spent outside the timed steps."""
+    return (loop_s - float(np.sum(step_times))) / loop_s if loop_s > 0 else 0.0
+
+
+def run_checks(losses, step_times, loop_s: float) -> dict:
+    """The seed's three checks: all losses finite, loss globally decreasing, and the loop's
+    wall time within 1% of the sum of step times (the harness adds no hidden cost)."""
+    frac = overhead(loop_s, step_times)
+    return {
+        "finite": check_finite(losses),
+        "decreasing": check_decreasing(losses),
+        "overhead": frac <= OVERHEAD_LIMIT,
+        "overhead_pct": round(100 * frac, 4),
+    }
+
+
+def checks_label(checks: dict) -> str:
+    failed = [k for k in ("finite", "decreasing", "overhead") if checks.get(k) is False]
+    return "ok" if not failed else "failed: " + ",".join(failed)

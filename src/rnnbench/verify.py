@@ -1,0 +1,123 @@
+"""Correctness check of one training step against the float64 reference (framework-free).
+
+``rnnbench verify`` (and ``rnnbench run``) build an implementation on the smoke-size
+scenario with ``lr = VERIFY_LR`` and ``adam_eps = VERIFY_EPS``, run ONE step, and hand the
+loss and the updated weights (canonical layout) to :func:`compare`, which recomputes the
+same step with :func:`rnnbench.reference.train_step` and measures:
+
+* ``loss_err = |loss - ref_loss| / |ref_loss|`` against ``LOSS_RTOL``;
+* for every tensor, with ``delta = new - initial`` weights:
+  ``max|delta_impl - delta_ref| / max|delta_ref|`` against ``DELTA_RTOL``. The implementation
+  reports float32 weights, so an element's difference is first reduced by one float32 ulp
+  of the reference's new weight (the resolution at which the update can be reported at
+  all); without that, a tensor whose update is tiny (deep layers of the 4-layer stack
+  under the epsilon-hat Adam) would be judged on rounding alone.
+
+Checking updated weights instead of gradients keeps implementations simple (they expose
+their parameters, not their gradients) and also checks the optimizer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .data import Batch, weight_shapes
+from .reference import ADAM_VARIANTS, GRU_FORMULATIONS, train_step
+from .scenarios import PROFILES, Scenario, apply_profile
+
+# With the default eps (1e-8 or 1e-7) the first Adam step is ~ -lr * sign(g): every
+# element moves by lr whatever its gradient, which hides gradient magnitudes (a gradient
+# off by a factor 2 would pass). With eps = 1 the update is ~ -g / (|g| + 1) (standard
+# variant; -g / (|g| + 31.6) for epsilon-hat), i.e. nearly proportional to the gradient,
+# and lr = 1 keeps it large compared with float32 rounding of the weights.
+VERIFY_LR = 1.0
+VERIFY_EPS = 1.0
+
+# float32 implementations against the float64 reference, at smoke size: the loss agrees to
+# ~1e-6 and the updates to ~1e-5 of their scale, so these leave an order of magnitude of
+# headroom while any formulation, gate-order or masking mistake gives errors of 1e-2 to 1.
+LOSS_RTOL = 1e-4
+DELTA_RTOL = 1e-3
+
+
+def verify_scenario(s: Scenario) -> Scenario:
+    """The smoke-size version of a scenario, on which implementations are verified."""
+    return apply_profile(s, PROFILES["smoke"])
+
+
+@dataclass
+class Verdict:
+    ok: bool
+    loss_err: float
+    param_errs: dict[str, float] = field(default_factory=dict)
+    worst: tuple[str, float] = ("", 0.0)
+    gru: str = "reset-after"  # GRU formulation the implementation was checked against
+    adam: str = "standard"  # Adam variant it was checked against
+    loss: float = float("nan")
+    ref_loss: float = float("nan")
+    message: str = ""
+
+
+def _delta_err(initial, new_impl, new_ref) -> float:
+    initial = np.asarray(initial, dtype=np.float64)
+    new_impl = np.asarray(new_impl, dtype=np.float64)
+    d_ref = new_ref - initial
+    diff = np.abs((new_impl - initial) - d_ref)
+    ulp = np.spacing(np.abs(new_ref).astype(np.float32)).astype(np.float64)
+    excess = np.maximum(diff - ulp, 0.0)
+    if not np.all(np.isfinite(new_impl)):
+        return float("inf")
+    scale = np.abs(d_ref).max() if d_ref.size else 0.0
+    worst = excess.max() if excess.size else 0.0
+    if worst == 0.0:
+        return 0.0
+    return float(worst / scale) if scale > 0 else float("inf")
+
+
+def compare(s: Scenario, batch: Batch, weights, loss: float, new_weights, notes=None) -> Verdict:
+    """Compare an implementation's one-step ``loss`` and ``new_weights`` (canonical names)
+    started from ``weights`` with the reference, using the GRU formulation
+    ``notes["gru"]`` and Adam variant ``notes["adam"]`` the implementation declares."""
+    notes = notes or {}
+    gru = notes.get("gru", "reset-after")
+    adam = notes.get("adam", "standard")
+    verdict = Verdict(ok=False, loss_err=float("inf"), gru=gru, adam=adam, loss=float(loss))
+    problems = []
+    if gru not in GRU_FORMULATIONS:
+        problems.append(f"unknown notes['gru'] {gru!r} (expected one of {GRU_FORMULATIONS})")
+    if adam not in ADAM_VARIANTS:
+        problems.append(f"unknown notes['adam'] {adam!r} (expected one of {ADAM_VARIANTS})")
+    shapes = weight_shapes(s)
+    missing = [n for n in shapes if n not in new_weights]
+    extra = sorted(set(new_weights) - set(shapes))
+    if missing:
+        problems.append(f"missing weights: {', '.join(missing)}")
+    if extra:
+        problems.append(f"unexpected weights: {', '.join(extra)}")
+    for name, shape in shapes.items():
+        if name in new_weights and np.shape(new_weights[name]) != shape:
+            problems.append(f"{name}: shape {np.shape(new_weights[name])}, expected {shape}")
+    if problems:
+        verdict.message = "; ".join(problems)
+        return verdict
+
+    ref_loss, _, ref_new = train_step(s, batch, weights, lr=VERIFY_LR, eps=VERIFY_EPS, gru=gru, adam=adam)
+    verdict.ref_loss = ref_loss
+    verdict.loss_err = abs(float(loss) - ref_loss) / abs(ref_loss) if np.isfinite(loss) else float("inf")
+    verdict.param_errs = {n: _delta_err(weights[n], new_weights[n], ref_new[n]) for n in shapes}
+    verdict.worst = max(verdict.param_errs.items(), key=lambda kv: kv[1])
+
+    if not verdict.loss_err <= LOSS_RTOL:
+        problems.append(f"loss {float(loss):.7g} vs reference {ref_loss:.7g} "
+                        f"(rel err {verdict.loss_err:.2e} > {LOSS_RTOL:g})")
+    bad = [(n, e) for n, e in verdict.param_errs.items() if not e <= DELTA_RTOL]
+    if bad:
+        listed = ", ".join(f"{n} {e:.2e}" for n, e in sorted(bad, key=lambda kv: -kv[1]))
+        problems.append(f"{len(bad)}/{len(shapes)} weight updates differ (> {DELTA_RTOL:g}): {listed}")
+    verdict.ok = not problems
+    verdict.message = "; ".join(problems) if problems else (
+        f"ok (gru {gru}, adam {adam}): loss rel err {verdict.loss_err:.1e}, "
+        f"worst update err {verdict.worst[1]:.1e} ({verdict.worst[0]})")
+    return verdict
