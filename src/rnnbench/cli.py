@@ -53,11 +53,11 @@ def selection(args, *, default_scenarios=SEED_SCENARIOS):
     try:
         scenarios = select(args.scenario, SCENARIOS, default_scenarios)
     except ValueError as e:
-        raise UsageError(f"no scenario matches {e}; `rnnbench list` shows them") from None
+        raise UsageError(f"no scenario matches {str(e)!r}; `rnnbench list` shows them") from None
     try:
         impls = select(args.impl, IMPLEMENTATIONS)
     except ValueError as e:
-        raise UsageError(f"no implementation matches {e}; `rnnbench list` shows them") from None
+        raise UsageError(f"no implementation matches {str(e)!r}; `rnnbench list` shows them") from None
     missing = {IMPLEMENTATIONS[i].framework for i in impls if not framework_available(IMPLEMENTATIONS[i].framework)}
     if args.impl and missing:
         fw = sorted(missing)[0]
@@ -124,6 +124,8 @@ def result_line(doc: dict) -> str:
     if doc["status"] != "ok":
         return f"  {doc['status']:8} {doc['reason']}"
     ver = {"yes": "verified", "no": "VERIFY FAILED", "": ""}[doc.get("verified", "")]
+    if "median_s" not in doc:  # rnnbench verify: no timing
+        return f"  {ver or doc.get('verify_message', '')}"
     warn = "" if doc.get("stable") else "  (unstable)"
     checks = "" if doc["checks"] == "ok" else f"  CHECKS {doc['checks']}"
     return (f"  ok       median {fmt_s(doc['median_s'])}/step [{fmt_s(doc['ci_low_s'])}, {fmt_s(doc['ci_high_s'])}]"
@@ -247,6 +249,8 @@ def cmd_report(args) -> int:
 def cmd_compare(args) -> int:
     from .compare import compare
 
+    if args.factor < 1:
+        raise UsageError(f"--factor must be >= 1 (a slowdown ratio), got {args.factor:g}")
     c = compare(Path(args.base), Path(args.new), factor=args.factor)
     print(c.to_markdown())
     return 1 if args.fail_on_regression and c.has_regression else 0

@@ -54,7 +54,7 @@ def make_batch(s: Scenario) -> Batch:
         lengths = np.full(s.batch, s.time_steps, dtype=np.int32)
     else:
         lengths = np.linspace(s.min_length, s.time_steps, s.batch).astype(np.int32)
-        y = rng.randint(1, s.classes - 1, (s.batch, s.label_length)).astype(np.int32)
+        y = rng.randint(1, s.classes, (s.batch, s.label_length)).astype(np.int32)
     return Batch(x, y, lengths)
 
 

@@ -1,0 +1,405 @@
+"""Compare two results directories: did anything get slower (or faster)?
+
+For every (scenario, implementation) that ran in both:
+
+* ``ratio``: new median over base median (> 1 is slower);
+* significance: two-sided Mann-Whitney U test on the two runs' measured per-step times
+  (exact distribution for samples of up to 50 steps without ties, otherwise the normal
+  approximation with tie and continuity correction); when per-step times are missing, the
+  summaries' bootstrap confidence intervals of the median (non-overlap = significant);
+* ``ci``: a 95% bootstrap interval of the ratio of medians (2,000 resamples, fixed seed);
+* verdict: ``regression`` when ratio > factor and p < alpha, ``improvement`` when
+  ratio < 1/factor and p < alpha; a cell that ran ok in base and failed, timed out or was
+  interrupted in new is ``newly failing`` and counts as a regression too.
+
+The geometric mean of the ratios is taken over the cells that ran ok in both. Cells whose
+profile or shapes differ are reported as mismatches and not compared; so are scenarios and
+implementations present in only one run. Differences in the environment (threads, denormal
+flag, device, CPU, GEMM rate, framework versions) are listed but do not stop a comparison.
+
+    from rnnbench.compare import compare
+    c = compare("results/base", "results/new", factor=1.05)
+    print(c.to_markdown())
+    raise SystemExit(1 if c.has_regression else 0)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .analysis import Results, load
+
+EXACT_MAX = 50  # exact Mann-Whitney distribution up to this many samples per side
+BOOTSTRAP = 2000
+FAILING = ("failed", "timeout", "interrupted")
+
+REGRESSION = "regression"
+IMPROVEMENT = "improvement"
+WITHIN = "within factor"
+NOT_SIGNIFICANT = "not significant"
+NEWLY_FAILING = "newly failing"
+NEWLY_OK = "newly ok"
+NOT_OK = "not ok in either"
+SKIPPED_NEW = "skipped in new"
+
+
+# --- statistics (NumPy only) --------------------------------------------------------------
+
+def _u_distribution(n: int, m: int) -> np.ndarray:
+    """P(U = u), u = 0..n*m, for U = #pairs (x > y) of n and m exchangeable values."""
+    rows = [np.ones(1) for _ in range(m + 1)]  # i = 0: U = 0 surely
+    for i in range(1, n + 1):
+        new = [np.ones(1)]  # j = 0
+        for j in range(1, m + 1):
+            p = np.zeros(i * j + 1)
+            # The largest value is an x (prob i/(i+j)): it beats all j y's.
+            p[j:j + len(rows[j])] += i / (i + j) * rows[j]
+            # ... or a y (prob j/(i+j)): it adds nothing.
+            p[:len(new[j - 1])] += j / (i + j) * new[j - 1]
+            new.append(p)
+        rows = new
+    return rows[m]
+
+
+def mann_whitney(x, y) -> tuple[float, float]:
+    """Two-sided Mann-Whitney U test. Returns (U of x, p-value)."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    n, m = len(x), len(y)
+    if n == 0 or m == 0:
+        return float("nan"), float("nan")
+    z = np.concatenate([x, y])
+    _, inverse, counts = np.unique(z, return_inverse=True, return_counts=True)
+    avg_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based mean rank of each tie group
+    ranks = avg_rank[inverse]
+    u = float(ranks[:n].sum() - n * (n + 1) / 2.0)
+    ties = bool((counts > 1).any())
+    if not ties and n <= EXACT_MAX and m <= EXACT_MAX:
+        dist = _u_distribution(n, m)
+        k = int(round(u))
+        p = 2.0 * min(dist[:k + 1].sum(), dist[k:].sum())
+        return u, float(min(1.0, p))
+    big_n = n + m
+    tie_term = float((counts ** 3 - counts).sum()) / (big_n * (big_n - 1))
+    var = n * m / 12.0 * ((big_n + 1) - tie_term)
+    if var <= 0:
+        return u, 1.0
+    d = u - n * m / 2.0
+    zscore = (abs(d) - 0.5) / math.sqrt(var) if abs(d) >= 0.5 else 0.0
+    return u, float(min(1.0, math.erfc(zscore / math.sqrt(2.0))))
+
+
+def min_p(n: int, m: int) -> float:
+    """The smallest two-sided p-value the exact test can give for these sample sizes."""
+    return min(1.0, 2.0 / math.comb(n + m, n)) if n and m else 1.0
+
+
+def bootstrap_ratio_ci(base, new, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of median(new) / median(base)."""
+    base = np.asarray(base, dtype=float)
+    new = np.asarray(new, dtype=float)
+    rng = np.random.default_rng(seed)
+    mb = np.median(base[rng.integers(0, len(base), (BOOTSTRAP, len(base)))], axis=1)
+    mn = np.median(new[rng.integers(0, len(new), (BOOTSTRAP, len(new)))], axis=1)
+    r = mn / mb
+    a = (1 - level) / 2
+    return float(np.quantile(r, a)), float(np.quantile(r, 1 - a))
+
+
+# --- the comparison -----------------------------------------------------------------------
+
+@dataclass
+class Row:
+    scenario: str
+    impl: str
+    framework: str
+    base_status: str
+    new_status: str
+    base_median_s: float | None = None
+    new_median_s: float | None = None
+    ratio: float | None = None
+    ci: tuple[float, float] | None = None
+    p_value: float | None = None
+    method: str = ""  # "mann-whitney" | "ci-overlap" | ""
+    verdict: str = ""
+    note: str = ""
+
+    @property
+    def compared(self) -> bool:
+        return self.ratio is not None
+
+
+@dataclass
+class Comparison:
+    base: Results
+    new: Results
+    factor: float
+    alpha: float
+    rows: list[Row] = field(default_factory=list)
+    mismatches: list[str] = field(default_factory=list)  # what could not be compared
+    differences: list[str] = field(default_factory=list)  # environment differences
+    warnings: list[str] = field(default_factory=list)  # about the method's power
+
+    @property
+    def compared(self) -> list[Row]:
+        return [r for r in self.rows if r.compared]
+
+    @property
+    def regressions(self) -> list[Row]:
+        return [r for r in self.rows if r.verdict in (REGRESSION, NEWLY_FAILING)]
+
+    @property
+    def improvements(self) -> list[Row]:
+        return [r for r in self.rows if r.verdict == IMPROVEMENT]
+
+    @property
+    def has_regression(self) -> bool:
+        """True when a cell got significantly slower by more than the factor, or newly fails."""
+        return bool(self.regressions)
+
+    @property
+    def geomean(self) -> float | None:
+        """Geometric mean of new/base over the cells that ran ok in both (None if none)."""
+        ratios = [r.ratio for r in self.compared]
+        if not ratios:
+            return None
+        return float(math.exp(sum(math.log(x) for x in ratios) / len(ratios)))
+
+    def row(self, scenario: str, impl: str) -> Row:
+        for r in self.rows:
+            if r.scenario == scenario and r.impl == impl:
+                return r
+        raise KeyError((scenario, impl))
+
+    # -- rendering --
+
+    def _run_line(self, label: str, r: Results) -> str:
+        git = ((r.meta.get("git") or {}).get("revision") or "?")[:12]
+        date = str(r.meta.get("started") or "?")
+        return f"- {label}: `{r.run_id}` ({r.profile} profile, {date}, git {git}) at `{r.path}`"
+
+    def summary_line(self) -> str:
+        reg = [r for r in self.rows if r.verdict == REGRESSION]
+        fail = [r for r in self.rows if r.verdict == NEWLY_FAILING]
+        parts = [f"{len(reg)} regression{'s' * (len(reg) != 1)}",
+                 f"{len(self.improvements)} improvement{'s' * (len(self.improvements) != 1)}"]
+        if fail:
+            parts.insert(1, f"{len(fail)} newly failing")
+        g = self.geomean
+        gm = (f"geometric mean new/base {g:.3f}\u00d7 over {len(self.compared)} cells"
+              if g is not None else "no cell ran ok in both runs")
+        return ", ".join(parts) + "; " + gm
+
+    def to_markdown(self, all_rows: bool = True) -> str:
+        """The comparison as Markdown (the terminal output of ``rnnbench compare``).
+        ``all_rows=False`` lists only the cells whose verdict is not 'within factor' or
+        'not significant'."""
+        out = ["## rnnbench compare", "", self._run_line("base", self.base),
+               self._run_line("new", self.new), ""]
+        out += [f"A cell changed when new/base of the medians is beyond {self.factor:g}\u00d7 "
+                f"(or below 1/{self.factor:g}) and the two-sided Mann\u2013Whitney U test on the "
+                f"measured per-step times gives p < {self.alpha:g}; 95% CI: bootstrap of the "
+                "ratio of medians.", ""]
+        verdict = "REGRESSION" if self.has_regression else "no regression"
+        out += [f"**{verdict}**: {self.summary_line()}.", ""]
+        out += [f"> Warning: {w}" for w in self.warnings] + ([""] if self.warnings else [])
+        shown = [r for r in self.rows if all_rows or r.verdict not in (WITHIN, NOT_SIGNIFICANT)]
+        if shown:
+            table = [["scenario", "implementation", "base s", "new s", "new/base", "95% CI", "p",
+                      "verdict"]]
+            for r in shown:
+                table.append([
+                    r.scenario, r.impl,
+                    _s(r.base_median_s) if r.base_status == "ok" else r.base_status,
+                    _s(r.new_median_s) if r.new_status == "ok" else r.new_status,
+                    f"{r.ratio:.3f}\u00d7" if r.ratio is not None else "",
+                    f"{r.ci[0]:.3f}\u2013{r.ci[1]:.3f}" if r.ci else "",
+                    _p(r.p_value) if r.method == "mann-whitney" else ("CI" if r.method else ""),
+                    _verdict(r),
+                ])
+            out += [_md_table(table), ""]
+        notes = [f"- {r.scenario} / {r.impl}: {r.note}" for r in shown if r.note]
+        if notes:
+            out += ["Notes:", ""] + notes + [""]
+        if self.mismatches:
+            out += ["### Not compared", ""] + [f"- {m}" for m in self.mismatches] + [""]
+        if self.differences:
+            out += ["### Environment differences", ""] + [f"- {d}" for d in self.differences] + [""]
+        return "\n".join(out).rstrip() + "\n"
+
+
+def _s(v) -> str:
+    if v is None or v != v:
+        return ""
+    decimals = max(0, 2 - math.floor(math.log10(abs(v)))) if v else 0
+    return f"{v:.{decimals}f}"
+
+
+def _p(p) -> str:
+    if p is None or p != p:
+        return ""
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _verdict(r: Row) -> str:
+    if r.verdict in (REGRESSION, NEWLY_FAILING):
+        change = f" (+{100 * (r.ratio - 1):.0f}%)" if r.ratio else ""
+        return f"**{r.verdict}**{change} \u2717"
+    if r.verdict == IMPROVEMENT:
+        return f"**{r.verdict}** ({100 * (r.ratio - 1):.0f}%) \u2713"
+    return r.verdict
+
+
+def _md_table(rows: list[list[str]]) -> str:
+    def cell(c):
+        return str(c).replace("|", "\\|")
+
+    header, body = rows[0], rows[1:]
+    align = ["---:" if h in ("base s", "new s", "new/base", "95% CI", "p") else ":---" for h in header]
+    lines = ["| " + " | ".join(map(cell, header)) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(map(cell, r)) + " |" for r in body]
+    return "\n".join(lines)
+
+
+def _env_differences(base: Results, new: Results) -> list[str]:
+    out = []
+    b, n = base.meta, new.meta
+    for key, label in (("threads", "threads"), ("flush_denormal", "flush denormals"),
+                       ("device", "device")):
+        if b.get(key) != n.get(key):
+            out.append(f"{label}: base {b.get(key)!r}, new {n.get(key)!r}")
+    bm, nm = b.get("machine") or {}, n.get("machine") or {}
+    for key in ("cpu", "cores", "python"):
+        if bm.get(key) != nm.get(key):
+            out.append(f"{key}: base {bm.get(key)!r}, new {nm.get(key)!r}")
+    bg = (b.get("gemm") or {}).get("gflops")
+    ng = (n.get("gemm") or {}).get("gflops")
+    if bg and ng and abs(ng / bg - 1) > 0.1:
+        out.append(f"GEMM rate: base {bg:.1f}, new {ng:.1f} GFLOP/s ({ng / bg:.2f}\u00d7): "
+                   "the machine itself was faster or slower")
+    bv = base.summary.groupby("framework")["version"].first().to_dict()
+    nv = new.summary.groupby("framework")["version"].first().to_dict()
+    for fw in sorted(set(bv) & set(nv)):
+        if bv[fw] != nv[fw]:
+            out.append(f"{fw} version: base {bv[fw]}, new {nv[fw]}")
+    for dev_col in ("device",):
+        bd = set(base.summary[dev_col]) - {""}
+        nd = set(new.summary[dev_col]) - {""}
+        if bd and nd and bd != nd:
+            out.append(f"devices used: base {sorted(bd)}, new {sorted(nd)}")
+    return out
+
+
+def compare(base_dir: str | Path | Results, new_dir: str | Path | Results,
+            factor: float = 1.05, alpha: float = 0.05) -> Comparison:
+    """Compare two results directories (or loaded :class:`Results`). Raises ResultsError."""
+    if factor < 1:
+        raise ValueError(f"factor must be >= 1 (got {factor})")
+    base = base_dir if isinstance(base_dir, Results) else load(base_dir)
+    new = new_dir if isinstance(new_dir, Results) else load(new_dir)
+    c = Comparison(base=base, new=new, factor=factor, alpha=alpha)
+
+    same_profile = base.profile == new.profile
+    if not same_profile:
+        c.mismatches.append(f"profiles differ: base {base.profile}, new {new.profile}; "
+                            "only scenarios whose shapes match are compared")
+    bs, ns = set(base.scenarios), set(new.scenarios)
+    only = [s for s in base.scenarios if s not in ns]
+    if only:
+        c.mismatches.append("scenarios only in base: " + ", ".join(only))
+    only = [s for s in new.scenarios if s not in bs]
+    if only:
+        c.mismatches.append("scenarios only in new: " + ", ".join(only))
+    bi, ni = set(base.summary["impl"]), set(new.summary["impl"])
+    only = [i for i in dict.fromkeys(base.summary["impl"]) if i not in ni]
+    if only:
+        c.mismatches.append("implementations only in base: " + ", ".join(only))
+    only = [i for i in dict.fromkeys(new.summary["impl"]) if i not in bi]
+    if only:
+        c.mismatches.append("implementations only in new: " + ", ".join(only))
+    c.differences = _env_differences(base, new)
+
+    comparable: dict[str, bool] = {}
+    for s in base.scenarios:
+        if s not in ns:
+            continue
+        b_shape, n_shape = base.shape(s), new.shape(s)
+        if b_shape and n_shape:
+            comparable[s] = b_shape == n_shape
+        else:
+            comparable[s] = same_profile
+        if not comparable[s]:
+            def fmt(sh):
+                return "(" + ", ".join(f"{k} {v}" for k, v in sh.items()) + ")" if sh else "unknown"
+            c.mismatches.append(f"shapes differ for {s}: base {fmt(b_shape)}, new {fmt(n_shape)}; "
+                                "not compared")
+
+    newrows = {(r["scenario"], r["impl"]): r for _, r in new.summary.iterrows()}
+    for _, b in base.summary.iterrows():
+        key = (b["scenario"], b["impl"])
+        if key not in newrows:
+            if b["scenario"] in ns and b["impl"] in ni:
+                c.mismatches.append(f"{key[0]} / {key[1]} only in base")
+            continue
+        if not comparable.get(b["scenario"], False):
+            continue
+        n = newrows[key]
+        row = Row(scenario=key[0], impl=key[1], framework=n["framework"] or b["framework"],
+                  base_status=b["status"], new_status=n["status"])
+        if b["status"] == "ok":
+            row.base_median_s = float(b["median_s"])
+        if n["status"] == "ok":
+            row.new_median_s = float(n["median_s"])
+        if b["status"] == "ok" and n["status"] == "ok":
+            _judge(c, row, b, n)
+        elif b["status"] == "ok":
+            row.verdict = NEWLY_FAILING if n["status"] in FAILING else SKIPPED_NEW
+            row.note = f"new: {n['status']}: {n['reason'] or '(no reason recorded)'}"
+        elif n["status"] == "ok":
+            row.verdict = NEWLY_OK
+            row.note = f"base: {b['status']}: {b['reason'] or '(no reason recorded)'}"
+        else:
+            row.verdict = NOT_OK
+        c.rows.append(row)
+    for key, n in newrows.items():
+        if key[0] in bs and key[1] in bi and not ((base.summary["scenario"] == key[0])
+                                                   & (base.summary["impl"] == key[1])).any():
+            c.mismatches.append(f"{key[0]} / {key[1]} only in new")
+    return c
+
+
+def _judge(c: Comparison, row: Row, b, n) -> None:
+    row.ratio = row.new_median_s / row.base_median_s
+    xb = c.base.samples(row.scenario, row.impl)
+    xn = c.new.samples(row.scenario, row.impl)
+    if len(xb) >= 2 and len(xn) >= 2:
+        _, row.p_value = mann_whitney(xn, xb)
+        row.method = "mann-whitney"
+        row.ci = bootstrap_ratio_ci(xb, xn)
+        significant = row.p_value < c.alpha
+        if min_p(len(xn), len(xb)) >= c.alpha:
+            warning = (f"{len(xb)} and {len(xn)} measured steps per cell are too few for the test "
+                       f"to ever reach p < {c.alpha:g}: no change can be flagged; measure more steps")
+            if warning not in c.warnings:
+                c.warnings.append(warning)
+    else:
+        bl, bh, nl, nh = (b.get("ci_low_s"), b.get("ci_high_s"), n.get("ci_low_s"), n.get("ci_high_s"))
+        row.method = "ci-overlap"
+        if any(v is None or v != v for v in (bl, bh, nl, nh)):
+            significant = False
+            row.note = "no per-step times and no confidence intervals: significance unknown"
+        else:
+            significant = nl > bh or nh < bl
+            row.note = "no per-step times: significance from the medians' confidence intervals"
+    if row.ratio > c.factor and significant:
+        row.verdict = REGRESSION
+    elif row.ratio < 1 / c.factor and significant:
+        row.verdict = IMPROVEMENT
+    elif 1 / c.factor <= row.ratio <= c.factor:
+        row.verdict = WITHIN
+    else:
+        row.verdict = NOT_SIGNIFICANT

@@ -1,0 +1,360 @@
+"""The Markdown report of a results directory: DIR/report.md with its charts in DIR/plots/.
+
+Sections: the seed's two tables (each framework's fastest implementation per scenario;
+the 1x320 LSTM across every implementation), a detail table per scenario (95% CI, ratio
+to the fastest, cost against the measured GEMM rate, memory, first-step time,
+verification, flags), the failures and flags, and the environment the numbers belong to.
+
+    from rnnbench.report import write_report
+    write_report("results/2025-06-02T12-00-00")   # -> Path to report.md
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .analysis import Results, framework_key, load
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+SECOND_TABLE_SCENARIO = "lstm-1x320-ce"
+UNSTABLE_MARK = "\u26a0"  # shown next to a headline number that carries a flag
+
+
+def write_report(directory: str | Path, *, plots: bool = True) -> Path:
+    """Write DIR/report.md (and the charts into DIR/plots/ unless ``plots`` is False).
+    Raises :class:`rnnbench.analysis.ResultsError` for an unreadable directory."""
+    results = load(directory)
+    charts: dict[str, Path] = {}
+    if plots:
+        from .plots import write_plots
+
+        charts = write_plots(results)
+    path = results.path / "report.md"
+    path.write_text(render(results, charts), encoding="utf-8")
+    return path
+
+
+# --- formatting ---------------------------------------------------------------------------
+
+def _nan(v) -> bool:
+    try:
+        return v is None or math.isnan(float(v))
+    except (TypeError, ValueError):
+        return True
+
+
+def fmt_s(v, unit: str = "") -> str:
+    """Three significant digits, trailing zeros kept: 0.118, 1.30, 13.2, 132."""
+    if _nan(v):
+        return "\u2013"
+    v = float(v)
+    if v == 0:
+        return "0" + unit
+    decimals = max(0, 2 - math.floor(math.log10(abs(v))))
+    return f"{v:,.{decimals}f}{unit}"
+
+
+def _fmt(v, spec: str, suffix: str = "") -> str:
+    return "\u2013" if _nan(v) else f"{float(v):{spec}}{suffix}"
+
+
+def _cell(text: str) -> str:
+    """Make text safe inside a Markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ").strip()
+
+
+def _table(header: list[str], rows: list[list[str]], align: list[str] | None = None) -> str:
+    align = align or ["l"] * len(header)
+    sep = [{"l": ":---", "r": "---:", "c": ":---:"}[a] for a in align]
+    lines = ["| " + " | ".join(_cell(h) for h in header) + " |", "| " + " | ".join(sep) + " |"]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def flags(row) -> list[str]:
+    """The warnings a result carries (empty for a clean ok row)."""
+    out = []
+    if row.get("status") != "ok":
+        return out
+    checks = str(row.get("checks") or "ok")
+    if checks != "ok":
+        out.append(f"checks {checks}")
+    if row.get("stable") is False:
+        spread = ""
+        if not _nan(row.get("stdev_s")) and not _nan(row.get("mean_s")) and row.get("mean_s"):
+            spread = f" (stdev {100 * row['stdev_s'] / row['mean_s']:.0f}% of the mean)"
+        out.append("unstable" + spread)
+    verified = str(row.get("verified") or "")
+    if verified == "no":
+        out.append("verification FAILED (does not match the reference)")
+    return out
+
+
+def _verified(row) -> str:
+    return {"yes": "yes", "no": "**NO**"}.get(str(row.get("verified") or ""), "not checked")
+
+
+def _network(scenario: str) -> tuple[str, str, str]:
+    from .scenarios import SCENARIOS
+
+    s = SCENARIOS.get(scenario)
+    if s is None:
+        return scenario, "?", "?"
+    net = f"{s.layers}x{s.hidden} {'bidir' if s.bidirectional else 'unidir'} {s.cell.upper()}"
+    loss = {"ce": "Cross-Entropy", "ctc": "CTC"}.get(s.loss, s.loss)
+    return net, loss, "Yes" if s.loss == "ctc" else "No"
+
+
+def _status_cell(rows: "pd.DataFrame") -> str:
+    if rows.empty:
+        return ""
+    statuses = list(dict.fromkeys(rows["status"]))
+    return " / ".join(statuses)
+
+
+def _rel(path: Path, base: Path) -> str:
+    try:
+        return path.relative_to(base).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+# --- sections -----------------------------------------------------------------------------
+
+def _framework_table(results: Results) -> str:
+    s = results.summary
+    frameworks = results.frameworks
+    best = results.fastest_by_framework()
+    rows = []
+    for scenario in results.scenarios:
+        net, loss, masking = _network(scenario)
+        cells = [f"[{scenario}](#{scenario})", net, loss, masking]
+        for fw in frameworks:
+            b = best[(best["scenario"] == scenario) & (best["framework"] == fw)]
+            if len(b):
+                r = b.iloc[0]
+                mark = f" {UNSTABLE_MARK}" if flags(r) else ""
+                cells.append(f"{fmt_s(r['median_s'], ' s')} ({r['impl']}){mark}")
+            else:
+                cells.append(_status_cell(s[(s["scenario"] == scenario) & (s["framework"] == fw)]))
+        rows.append(cells)
+    header = ["Scenario", "Network", "Loss", "Masking"] + frameworks
+    return _table(header, rows, ["l", "l", "l", "c"] + ["r"] * len(frameworks))
+
+
+def _impl_table(results: Results, scenario: str) -> str:
+    rows = results.rows(scenario)
+    net, loss, masking = _network(scenario)
+    cells = [net, loss, masking]
+    for _, r in rows.iterrows():
+        if r["status"] == "ok":
+            mark = f" {UNSTABLE_MARK}" if flags(r) else ""
+            cells.append(f"{fmt_s(r['median_s'], ' s')}{mark}")
+        else:
+            cells.append(r["status"])
+    header = ["Network", "Loss", "Masking"] + list(rows["impl"])
+    return _table(header, [cells], ["l", "l", "c"] + ["r"] * len(rows))
+
+
+def _shape_text(results: Results, scenario: str) -> str:
+    shape = results.shape(scenario)
+    if not shape:
+        return ""
+    return (f"(B, T, F) = ({shape['batch']}, {shape['time_steps']}, {shape['features']}), "
+            f"hidden {shape['hidden']}")
+
+
+def _detail(results: Results, scenario: str, charts: dict[str, Path]) -> str:
+    from .scenarios import SCENARIOS
+
+    rows = results.rows(scenario)
+    ok = rows[rows["status"] == "ok"].sort_values("median_s", kind="stable")
+    rest = rows[rows["status"] != "ok"]
+    gpu = rows["peak_gpu_mb"].notna().any()
+    desc = SCENARIOS[scenario].description if scenario in SCENARIOS else ""
+    parts = [f"### {scenario}", ""]
+    line = [x for x in (desc, _shape_text(results, scenario)) if x]
+    steps = ok["steps"].dropna()
+    warm = ok["warmup"].dropna()
+    if len(steps):
+        line.append(f"median of {int(steps.max())} measured steps after {int(warm.max()) if len(warm) else '?'} warm-up")
+    if line:
+        parts += [" \u00b7 ".join(line), ""]
+    if f"bars:{scenario}" in charts:
+        parts += [f"![{scenario}: median time per step]({_rel(charts[f'bars:{scenario}'], results.path)})", ""]
+
+    header = ["#", "implementation", "framework", "median s/step", "95% CI", "p10\u2013p90",
+              "\u00d7 fastest", "GFLOP/s", "efficiency", "first step s", "peak RSS MB"]
+    if gpu:
+        header.append("peak GPU MB")
+    header += ["parameters", "verified", "flags / reason"]
+    table = []
+    for k, (_, r) in enumerate(ok.iterrows(), 1):
+        cells = [str(k), r["impl"], r["framework"], fmt_s(r["median_s"]),
+                 f"{fmt_s(r['ci_low_s'])}\u2013{fmt_s(r['ci_high_s'])}",
+                 f"{fmt_s(r['p10_s'])}\u2013{fmt_s(r['p90_s'])}",
+                 _fmt(r["ratio"], ".2f", "\u00d7"), fmt_s(r["gflops"]),
+                 fmt_s(100 * r["efficiency"] if not _nan(r["efficiency"]) else None, "%"),
+                 fmt_s(r["first_step_s"]), _fmt(r["peak_rss_mb"], ",.0f")]
+        if gpu:
+            cells.append(_fmt(r["peak_gpu_mb"], ",.0f"))
+        f = flags(r)
+        cells += [_fmt(r["parameters"], ",.0f"), _verified(r),
+                  "; ".join(f"{UNSTABLE_MARK} {x}" for x in f)]
+        table.append(cells)
+    for _, r in rest.iterrows():
+        cells = ["\u2013", r["impl"], r["framework"], f"**{r['status']}**"] + ["" for _ in header[4:-1]]
+        cells.append(r["reason"] or "(no reason recorded)")
+        table.append(cells)
+    align = ["r", "l", "l"] + ["r"] * (len(header) - 6) + ["c", "c", "l"]
+    parts += [_table(header, table, align), ""]
+    if f"steps:{scenario}" in charts:
+        parts += [f"![{scenario}: time of every step]({_rel(charts[f'steps:{scenario}'], results.path)})", ""]
+    return "\n".join(parts)
+
+
+def _problems(results: Results) -> str:
+    s = results.summary
+    rows = []
+    for _, r in s.iterrows():
+        if r["status"] != "ok":
+            rows.append([r["scenario"], r["impl"], f"**{r['status']}**", r["reason"] or "(no reason recorded)"])
+        else:
+            for f in flags(r):
+                rows.append([r["scenario"], r["impl"], f"ok, {UNSTABLE_MARK}", f])
+    unchecked = s[(s["status"] == "ok") & ~s["verified"].isin(["yes", "no"])]
+    out = []
+    if rows:
+        out.append(_table(["scenario", "implementation", "status", "reason / flag"], rows))
+    else:
+        out.append("Every cell ran, passed its checks and was stable.")
+    if len(unchecked):
+        names = ", ".join(sorted(set(unchecked["impl"]), key=lambda n: n))
+        out.append("")
+        out.append(f"Not verified against the float64 reference (run `rnnbench verify`): {names}.")
+    return "\n".join(out)
+
+
+def _plural(n, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _duration(meta: dict) -> str:
+    try:
+        a = datetime.fromisoformat(str(meta["started"]))
+        b = datetime.fromisoformat(str(meta["finished"]))
+    except (KeyError, TypeError, ValueError):
+        return ""
+    minutes = (b - a).total_seconds() / 60
+    return f" ({minutes:.1f} min)"
+
+
+def _environment(results: Results) -> str:
+    from .scenarios import PROFILES
+
+    m = results.meta
+    s = results.summary
+    machine = m.get("machine") or {}
+    git = m.get("git") or {}
+    gemm = m.get("gemm") or {}
+    items: list[tuple[str, str]] = []
+    items.append(("run", f"`{results.run_id}`"))
+    started = m.get("started") or "?"
+    if m.get("finished") and not m.get("interrupted"):
+        items.append(("date", f"{started} \u2192 {m['finished']}{_duration(m)}"))
+    else:
+        items.append(("date", f"{started}, **did not finish** (interrupted: partial results)"))
+    if m.get("argv"):
+        items.append(("command", "`" + " ".join(map(str, m["argv"])) + "`"))
+    profile = results.profile
+    desc = PROFILES[profile].description if profile in PROFILES else ""
+    steps, warm = s["steps"].dropna(), s["warmup"].dropna()
+    counts = ""
+    if len(steps):
+        counts = f"; {int(warm.max()) if len(warm) else '?'} warm-up + {int(steps.max())} measured steps"
+    items.append(("profile", f"{profile}" + (f": {desc}" if desc else "") + counts))
+    shapes = {sc: _shape_text(results, sc) for sc in results.scenarios}
+    if len(set(shapes.values())) == 1:
+        items.append(("shapes", next(iter(shapes.values())) or "?"))
+    else:
+        items.append(("shapes", "; ".join(f"{k}: {v}" for k, v in shapes.items())))
+    cpu = machine.get("cpu", "?")
+    cores = machine.get("cores")
+    items.append(("CPU", f"{cpu}" + (f", {cores} cores" if cores else "")))
+    items.append(("platform", f"{machine.get('platform', '?')}, Python {machine.get('python', '?')}"))
+    ok = s[s["status"] == "ok"]
+    devices = sorted({d for d in ok["device"] if d}) or ["?"]
+    names = sorted({d for d in ok["device_name"] if d and d not in devices})
+    items.append(("device", f"requested {m.get('device', '?')}; used {', '.join(devices)}"
+                  + (f" ({', '.join(names)})" if names else "")))
+    items.append(("threads", str(m.get("threads", "?"))))
+    fd = m.get("flush_denormal")
+    items.append(("flush denormals", {True: "on", False: "**off**"}.get(fd, "?")))
+    if gemm.get("gflops"):
+        items.append(("GEMM rate", f"{gemm['gflops']:.1f} GFLOP/s (float32 {gemm.get('n', '?')}\u00b2 matrix "
+                      f"product, {_plural(gemm.get('threads', '?'), 'thread')}, {gemm.get('library', '?')}); "
+                      "efficiency = achieved GFLOP/s of a step \u00f7 this rate"))
+    else:
+        items.append(("GEMM rate", "not measured"))
+    rev = git.get("revision") or "?"
+    items.append(("rnnbench", f"{m.get('rnnbench', '?')}, git {rev}" + (" (dirty)" if git.get("dirty") else "")))
+    versions = []
+    for fw in results.frameworks:
+        v = sorted({x for x in s[s["framework"] == fw]["version"] if x})
+        versions.append([fw, " / ".join(v) if v else "?"])
+    return (_table(["", ""], [[f"**{k}**", v] for k, v in items]) + "\n\n"
+            + _table(["framework", "versions"], versions))
+
+
+def render(results: Results, charts: dict[str, Path] | None = None) -> str:
+    """The report as Markdown text (charts: the paths write_plots returned)."""
+    charts = charts or {}
+    s = results.summary
+    n_ok = int((s["status"] == "ok").sum())
+    counts = s["status"].value_counts()
+    tally = ", ".join(f"{int(counts[k])} {k}" for k in ("ok", "failed", "timeout", "skipped", "interrupted")
+                      if k in counts)
+    out = [f"# rnnbench report: {results.run_id}", ""]
+    out += [f"Profile **{results.profile}** \u00b7 {len(results.scenarios)} scenarios \u00d7 "
+            f"{s['impl'].nunique()} implementations: {tally or 'no results'}.", ""]
+    out += ["Median wall-clock seconds per training step (forward, loss, backward, Adam update "
+            "on one fixed batch), warm-up steps excluded; lower is better. "
+            f"{UNSTABLE_MARK} marks a number with a flag (failed checks, unstable timing or failed "
+            "verification): see the scenario's detail table.", ""]
+    if not results.meta.get("finished") or results.meta.get("interrupted"):
+        out += ["> **This run did not finish**: the tables hold the cells that completed.", ""]
+    if n_ok == 0:
+        out += ["No cell ran successfully.", ""]
+
+    out += ["## Fastest implementation per framework", ""]
+    if len(s):
+        out += ["Each cell: the median s/step of that framework's fastest implementation that ran "
+                "(which one in parentheses); otherwise the status of its implementations.", ""]
+        out += [_framework_table(results), ""]
+    if "overview" in charts:
+        out += [f"![fastest implementation per framework]({_rel(charts['overview'], results.path)})", ""]
+
+    out += [f"## {SECOND_TABLE_SCENARIO}: every implementation", ""]
+    if SECOND_TABLE_SCENARIO in results.scenarios:
+        out += [_impl_table(results, SECOND_TABLE_SCENARIO), ""]
+    else:
+        out += [f"{SECOND_TABLE_SCENARIO} was not part of this run.", ""]
+
+    out += ["## Scenarios in detail", ""]
+    out += ["*95% CI*: bootstrap confidence interval of the median; *p10\u2013p90*: the spread of the "
+            "measured steps; *\u00d7 fastest*: median over the scenario's fastest median; "
+            "*GFLOP/s*: analytic matrix-product FLOPs per step \u00f7 median; *efficiency*: that over the "
+            "GEMM rate measured in the same run; *first step*: the first warm-up step (compilation, "
+            "tracing, allocation); *peak RSS*: the worker process's peak memory; *verified*: one step "
+            "on tiny shapes matches the float64 NumPy reference.", ""]
+    for scenario in results.scenarios:
+        out += [_detail(results, scenario, charts), ""]
+
+    out += ["## Failures, skips and flags", "", _problems(results), ""]
+    out += ["## Environment", "", _environment(results), ""]
+    return "\n".join(out).rstrip() + "\n"

@@ -1,0 +1,436 @@
+"""The report, the charts and the comparison, from the stored fixtures in tests/fixtures/.
+
+The fixtures (see tests/fixtures/make_fixtures.py) are synthetic quick-profile runs with a
+failed, a timed-out and skipped cells, an unverified implementation, a verification
+failure, unstable rows and a row whose checks failed.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pandas")
+pytest.importorskip("matplotlib")
+
+from rnnbench.analysis import ResultsError, load  # noqa: E402
+from rnnbench.compare import (  # noqa: E402
+    IMPROVEMENT, NEWLY_FAILING, NOT_SIGNIFICANT, REGRESSION, WITHIN, _u_distribution, compare,
+    mann_whitney, min_p,
+)
+from rnnbench.plots import DPI, WIDTH_IN, bar_chart_height  # noqa: E402
+from rnnbench.report import write_report  # noqa: E402
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def base(tmp_path) -> Path:
+    return Path(shutil.copytree(FIXTURES / "quick-base", tmp_path / "base"))
+
+
+@pytest.fixture
+def new(tmp_path) -> Path:
+    return Path(shutil.copytree(FIXTURES / "quick-new", tmp_path / "new"))
+
+
+def read_summary(path: Path) -> list[dict]:
+    with open(path / "summary.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR", f"{path} is not a PNG"
+    return struct.unpack(">II", head[16:24])
+
+
+def table_rows(md: str, first_cell: str) -> list[list[str]]:
+    """Cells of the Markdown table rows whose first cell is ``first_cell``."""
+    out = []
+    for line in md.splitlines():
+        if line.startswith("| "):
+            cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+            if cells[0] == first_cell:
+                out.append(cells)
+    return out
+
+
+def edit_csv(path: Path, edit) -> None:
+    rows = read_summary(path)
+    for r in rows:
+        edit(r)
+    with open(path / "summary.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+# --- analysis.load ------------------------------------------------------------------------
+
+def test_load_fixture(base):
+    r = load(base)
+    assert r.run_id == "fixture-quick-base" and r.profile == "quick"
+    assert r.scenarios == ["gru-1x320-ce", "lstm-4x320bi-ce", "lstm-4x320bi-ctc", "lstm-1x320-ce"]
+    assert len(r.summary) == 60 and set(r.summary["status"]) == {"ok", "failed", "timeout", "skipped"}
+    assert r.summary["median_s"].dtype == float
+    assert len(r.samples("lstm-1x320-ce", "torch-nn")) == 8
+    assert len(r.samples("lstm-1x320-ce", "torch-nn", "warmup")) == 2
+    assert r.shape("gru-1x320-ce") == {"batch": 25, "time_steps": 100, "features": 123, "hidden": 320}
+    # The median in the summary is the median of the stored per-step samples.
+    row = r.summary[(r.summary["scenario"] == "gru-1x320-ce") & (r.summary["impl"] == "tf-xla")].iloc[0]
+    assert row["median_s"] == pytest.approx(np.median(r.samples("gru-1x320-ce", "tf-xla")), rel=1e-5)
+    fastest = r.ok[r.ok["scenario"] == "gru-1x320-ce"]["median_s"].min()
+    assert row["ratio"] == pytest.approx(row["median_s"] / fastest)
+    best = r.fastest_by_framework()
+    assert len(best[best["scenario"] == "lstm-1x320-ce"]) == 7  # one per framework
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("no-dir", "no such results directory"),
+    ("no-meta", "meta.json: missing"),
+    ("bad-meta", "meta.json: not valid JSON"),
+    ("no-summary", "summary.csv: missing"),
+    ("empty-summary", "summary.csv: empty file"),
+    ("ragged-summary", "summary.csv: not a valid CSV"),
+    ("bad-number", "column 'median_s' line 3: not a number"),
+    ("missing-column", "missing column(s) median_s"),
+    ("bad-status", "unknown status 'exploded'"),
+    ("bad-results", "results.csv: line 2: runtime_s is empty"),
+    ("binary-results", "results.csv"),
+])
+def test_load_errors(base, damage, message):
+    summary = base / "summary.csv"
+    lines = summary.read_text().splitlines(keepends=True)
+    target = base
+    if damage == "no-dir":
+        target = base / "nope"
+    elif damage == "no-meta":
+        (base / "meta.json").unlink()
+    elif damage == "bad-meta":
+        (base / "meta.json").write_text('{"run_id": ')
+    elif damage == "no-summary":
+        summary.unlink()
+    elif damage == "empty-summary":
+        summary.write_text("")
+    elif damage == "ragged-summary":
+        summary.write_text("".join(lines[:3]) + "a,b,c," * 20 + "\n" + "".join(lines[3:]))
+    elif damage == "bad-number":
+        summary.write_text(lines[0] + lines[1] + lines[2].replace(",ok,,0.", ",ok,,zero.", 1) + "".join(lines[3:]))
+    elif damage == "missing-column":
+        edit_csv(base, lambda r: r.pop("median_s"))
+    elif damage == "bad-status":
+        edit_csv(base, lambda r: r.update(status="exploded") if r["impl"] == "tf-cell" else None)
+    elif damage == "bad-results":
+        results = base / "results.csv"
+        rl = results.read_text().splitlines(keepends=True)
+        header = rl[0].split(",")
+        cells = rl[1].split(",")
+        cells[header.index("runtime_s")] = ""
+        results.write_text(rl[0] + ",".join(cells) + "".join(rl[2:]))
+    elif damage == "binary-results":
+        (base / "results.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe" * 50)
+    with pytest.raises(ResultsError) as err:
+        load(target)
+    text = str(err.value)
+    assert message in text and "\n" not in text
+
+
+# --- the report ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory) -> Path:
+    """quick-base with its report and charts written (once for the module)."""
+    d = Path(shutil.copytree(FIXTURES / "quick-base", tmp_path_factory.mktemp("reported") / "base"))
+    assert write_report(d) == d / "report.md"
+    return d
+
+
+def test_report_tables(reported):
+    base = reported
+    path = base / "report.md"
+    md = path.read_text()
+    rows = {r["scenario"] + "/" + r["impl"]: r for r in read_summary(base)}
+
+    # First table: each framework's fastest ok implementation, with the implementation named.
+    header = table_rows(md, "Scenario")[0]
+    assert header == ["Scenario", "Network", "Loss", "Masking", "torch", "tensorflow",
+                      "keras-tensorflow", "keras-jax", "keras-torch", "jax", "pytensor"]
+    (ctc,) = table_rows(md, "[lstm-4x320bi-ctc](#lstm-4x320bi-ctc)")
+    assert ctc[1:4] == ["4x320 bidir LSTM", "CTC", "Yes"]
+    assert ctc[4] == "1.45 s (torch-nn)"
+    assert float(rows["lstm-4x320bi-ctc/torch-nn"]["median_s"]) == pytest.approx(1.45, abs=0.005)
+    assert ctc[5] == "1.84 s (tf-blockfused)"  # faster than tf-xla, tf-blockcell, tf-cell
+    assert ctc[7] == "3.48 s (keras-jax) \u26a0"  # its checks failed: flagged
+    assert ctc[8] == "5.56 s (keras-torch) \u26a0"  # verification failed: flagged
+    (gru,) = table_rows(md, "[gru-1x320-ce](#gru-1x320-ce)")
+    assert gru[1:4] == ["1x320 unidir GRU", "Cross-Entropy", "No"]
+    assert gru[5] == "0.143 s (tf-xla)"
+
+    # Second table: the 1x320 LSTM across every implementation, statuses for the gaps.
+    (second,) = table_rows(md, "1x320 unidir LSTM")
+    impl_header = table_rows(md, "Network")[0]
+    assert len(impl_header) == 3 + 15 and impl_header[3] == "torch-nn"
+    cell = dict(zip(impl_header, second))
+    assert cell["tf-cudnn"] == "skipped"
+    assert cell["torch-nn"] == "0.0923 s"
+    assert cell["pytensor-scan"] == "0.399 s"
+
+    # Detail rows: CI, ratio to the fastest, efficiency, first step, memory, verification.
+    r = rows["lstm-4x320bi-ctc/tf-xla"]
+    (xla,) = [c for c in table_rows(md, "4") if c[1] == "tf-xla"]
+    assert xla[3] == "2.26" and xla[4] == "1.76\u20133.78"
+    assert xla[6] == f"{float(r['median_s']) / float(rows['lstm-4x320bi-ctc/torch-nn']['median_s']):.2f}\u00d7"
+    assert xla[8] == f"{100 * float(r['efficiency']):.1f}%"
+    assert xla[9] == "37.1" and xla[12] == "yes"
+    assert "unstable" in xla[-1]
+    (keras_torch,) = [c for c in table_rows(md, "12") if c[1] == "keras-torch" and "FAILED" in c[-1]]
+    assert keras_torch[12] == "**NO**"
+    assert any(c[1] == "pytensor-scan" and c[12] == "not checked" for c in table_rows(md, "13"))
+    assert any(c[1] == "keras-jax" and "checks failed: decreasing" in c[-1] for c in table_rows(md, "10"))
+    # Rows that did not run are listed in the detail tables with their status and reason.
+    not_run = {(c[1], c[3], c[-1]) for c in table_rows(md, "\u2013")}
+    assert ("torch-compile", "**timeout**", "timeout after 900 s (2 of 10 steps done)") in not_run
+    assert ("tf-blockfused", "**skipped**",
+            "BlockLSTMV2 is LSTM only: TensorFlow has no fused GRU op") in not_run
+
+    # Failures, skips and flags, with reasons.
+    problems = md.split("## Failures, skips and flags")[1].split("## Environment")[0]
+    for text in ("BlockLSTMV2 is LSTM only", "CudnnRNNV3 needs a CUDA GPU", "ctc_loss_backward",
+                 "timeout after 900 s", "checks failed: decreasing", "verification FAILED",
+                 "unstable (stdev"):
+        assert text in problems
+    assert "Not verified against the float64 reference (run `rnnbench verify`): pytensor-scan." in problems
+
+    # Environment block.
+    env = md.split("## Environment")[1]
+    for text in ("Intel(R) Xeon(R) CPU @ 2.20GHz, 2 cores", "| **threads** | 2 |",
+                 "| **flush denormals** | on |", "118.4 GFLOP/s (float32 2048\u00b2 matrix product, 2 threads, numpy 2.4.6", "git 97d47db",
+                 "2 warm-up + 8 measured steps", "(B, T, F) = (25, 100, 123), hidden 320",
+                 "| torch | torch 2.13.0+cpu |", "| pytensor | pytensor 3.0.7, numba 0.65.1 |",
+                 "`rnnbench run --profile quick`", "41.1 min"):
+        assert text in env, text
+
+    # Charts are embedded with relative paths that exist.
+    links = [line.split("](")[1].rstrip(")") for line in md.splitlines() if line.startswith("![")]
+    assert "plots/overview.png" in links and "plots/lstm-1x320-ce-steps.png" in links
+    assert len(links) == 1 + 2 * 4
+    for link in links:
+        assert (base / link).is_file()
+
+
+def test_report_failed_framework_and_extra_scenario(new):
+    md = write_report(new, plots=False).read_text()
+    (row,) = table_rows(md, "[lstm-1x320-ce](#lstm-1x320-ce)")
+    header = table_rows(md, "Scenario")[0]
+    assert "pytensor" not in header
+    assert dict(zip(header, row))["keras-torch"] == "failed"
+    assert table_rows(md, "[lstm-1x320-ce-short](#lstm-1x320-ce-short)")
+    assert "worker killed by signal 9" in md
+    assert "![" not in md  # plots=False: no charts
+
+
+def test_report_interrupted_and_nothing_ok(base):
+    meta = json.loads((base / "meta.json").read_text())
+    meta["finished"] = None
+    (base / "meta.json").write_text(json.dumps(meta))
+
+    def fail_gru(r):
+        if r["scenario"] == "gru-1x320-ce" and r["status"] == "ok":
+            r.update(status="interrupted", reason="interrupted by the user (Ctrl-C)", median_s="")
+    edit_csv(base, fail_gru)
+    md = write_report(base).read_text()
+    assert "**This run did not finish**" in md and "**did not finish**" in md
+    (gru,) = table_rows(md, "[gru-1x320-ce](#gru-1x320-ce)")
+    assert gru[4] == "interrupted" and gru[5] == "interrupted / skipped"
+    assert "interrupted by the user (Ctrl-C)" in md
+    assert not (base / "plots" / "gru-1x320-ce.png").exists()  # nothing to draw
+    assert "plots/gru-1x320-ce.png" not in md
+    assert (base / "plots" / "lstm-1x320-ce.png").is_file()
+
+
+def test_report_gpu_columns(base):
+    def on_gpu(r):
+        r.update(device="cuda", device_name="NVIDIA H100 80GB HBM3")
+        if r["status"] == "ok":
+            r["peak_gpu_mb"] = "1234.5"
+    edit_csv(base, on_gpu)
+    md = write_report(base, plots=False).read_text()
+    assert "| **device** | requested auto; used cuda (NVIDIA H100 80GB HBM3) |" in md
+    header = table_rows(md, "#")[0]
+    assert "peak GPU MB" in header
+    (row,) = [c for c in table_rows(md, "1") if c[1] == "torch-nn" and c[3] == "0.119"]
+    assert row[header.index("peak GPU MB")] == "1,234"
+
+
+# --- the charts ---------------------------------------------------------------------------
+
+def test_plots(reported):
+    import matplotlib.image as mpimg
+
+    plots = reported / "plots"
+    names = sorted(p.name for p in plots.iterdir())
+    assert names == sorted(["overview.png"] + [f"{s}{x}.png" for s in
+                            ("gru-1x320-ce", "lstm-4x320bi-ce", "lstm-4x320bi-ctc", "lstm-1x320-ce")
+                            for x in ("", "-steps")])
+    # Bar charts: fixed width, height from the number of bars (failed/skipped not drawn,
+    # listed in one footnote line).
+    assert png_size(plots / "lstm-1x320-ce.png") == (round(WIDTH_IN * DPI), round(bar_chart_height(14, 1) * DPI))
+    assert png_size(plots / "gru-1x320-ce.png") == (round(WIDTH_IN * DPI), round(bar_chart_height(13, 1) * DPI))
+    w, h = png_size(plots / "overview.png")
+    assert w == round(WIDTH_IN * DPI) and h > png_size(plots / "gru-1x320-ce.png")[1]
+    assert png_size(plots / "lstm-1x320-ce-steps.png")[0] == round(WIDTH_IN * DPI)
+    for p in plots.iterdir():
+        assert p.stat().st_size > 10_000
+    # Not blank: the framework colours are drawn (torch red, pytensor green bars).
+    img = (mpimg.imread(plots / "lstm-1x320-ce.png")[..., :3] * 255).round().astype(int)
+    colours = {tuple(c) for c in img.reshape(-1, 3)[::7]}
+    assert (0xd6, 0x27, 0x28) in colours and (0x2c, 0xa0, 0x2c) in colours
+
+
+# --- the comparison -----------------------------------------------------------------------
+
+def test_compare(base, new):
+    c = compare(base, new, factor=1.05)
+    assert c.row("gru-1x320-ce", "torch-nn").verdict == REGRESSION
+    medians = {(d, r["scenario"], r["impl"]): r["median_s"] for d in (base, new) for r in read_summary(d)}
+    assert c.row("gru-1x320-ce", "torch-nn").ratio == pytest.approx(
+        float(medians[new, "gru-1x320-ce", "torch-nn"]) / float(medians[base, "gru-1x320-ce", "torch-nn"]))
+    assert c.row("lstm-1x320-ce", "jax-scan").verdict == IMPROVEMENT
+    assert c.row("lstm-1x320-ce", "keras-torch").verdict == NEWLY_FAILING
+    noisy = c.row("lstm-4x320bi-ctc", "tf-xla")  # 1.4x slower, but its steps are all over
+    assert noisy.ratio > 1.3 and noisy.p_value > 0.05 and noisy.verdict == NOT_SIGNIFICANT
+    assert c.row("lstm-4x320bi-ce", "torch-nn").verdict == WITHIN
+    assert c.has_regression
+    assert {(r.scenario, r.impl) for r in c.regressions} == {
+        ("gru-1x320-ce", "torch-nn"), ("lstm-1x320-ce", "keras-torch")}
+
+    # Geometric mean over the cells ok in both runs, computed here from the CSVs.
+    b = {(r["scenario"], r["impl"]): r for r in read_summary(base) if r["status"] == "ok"}
+    n = {(r["scenario"], r["impl"]): r for r in read_summary(new) if r["status"] == "ok"}
+    common = sorted(set(b) & set(n))
+    logs = [math.log(float(n[k]["median_s"]) / float(b[k]["median_s"])) for k in common]
+    assert len(c.compared) == len(common) == 48
+    assert c.geomean == pytest.approx(math.exp(sum(logs) / len(logs)), rel=1e-9)
+
+    assert "scenarios only in new: lstm-1x320-ce-short" in c.mismatches
+    assert "implementations only in base: pytensor-scan" in c.mismatches
+    md = c.to_markdown()
+    assert "**REGRESSION**" in md and "1 regression, 1 newly failing, 1 improvement" in md
+    assert f"geometric mean new/base {c.geomean:.3f}\u00d7 over 48 cells" in md
+    (row,) = [r for r in table_rows(md, "gru-1x320-ce") if r[1] == "torch-nn"]
+    assert row[2:5] == ["0.119", "0.132", "1.106\u00d7"] and row[6] == "<0.001"
+    assert row[7].startswith("**regression** (+11%)")
+    assert "Mann\u2013Whitney" in md and "### Not compared" in md
+    assert "worker killed by signal 9" in md
+    short = c.to_markdown(all_rows=False)
+    assert len(table_rows(short, "gru-1x320-ce")) < len(table_rows(md, "gru-1x320-ce"))
+
+
+def test_compare_same_run_and_factor(base):
+    c = compare(base, base)
+    assert not c.has_regression and c.geomean == pytest.approx(1.0)
+    assert {r.verdict for r in c.compared} == {WITHIN} and not c.mismatches
+    assert "**no regression**" in c.to_markdown()
+    new = FIXTURES / "quick-new"
+    loose = compare(base, new, factor=1.2)
+    assert loose.row("gru-1x320-ce", "torch-nn").verdict == WITHIN  # +11% < 20%
+    assert loose.row("lstm-1x320-ce", "jax-scan").verdict == WITHIN  # -16% > -1/1.2
+    assert loose.has_regression  # keras-torch still newly fails
+    with pytest.raises(ValueError):
+        compare(base, new, factor=0.9)
+
+
+def test_compare_mismatches(base, new):
+    meta = json.loads((new / "meta.json").read_text())
+    meta.update(profile="seed", threads=1)
+    (new / "meta.json").write_text(json.dumps(meta))
+
+    def longer(r):
+        r["profile"] = "seed"
+        if r["scenario"] == "lstm-1x320-ce":
+            r["time_steps"] = "1000"
+    edit_csv(new, longer)
+    c = compare(base, new)
+    assert "profiles differ: base quick, new seed; only scenarios whose shapes match are compared" \
+        in c.mismatches
+    assert any(m.startswith("shapes differ for lstm-1x320-ce: base (batch 25, time_steps 100")
+               and "time_steps 1000" in m for m in c.mismatches)
+    assert not [r for r in c.rows if r.scenario == "lstm-1x320-ce"]  # not compared
+    assert c.row("gru-1x320-ce", "torch-nn").verdict == REGRESSION  # same shapes: compared
+    assert not c.has_regression or all(r.scenario != "lstm-1x320-ce" for r in c.regressions)
+    assert "threads: base 2, new 1" in c.differences
+    md = c.to_markdown()
+    assert "shapes differ for lstm-1x320-ce" in md and "### Environment differences" in md
+
+
+def test_compare_without_samples_uses_confidence_intervals(base, new):
+    for d in (base, new):
+        lines = (d / "results.csv").read_text().splitlines(keepends=True)
+        (d / "results.csv").write_text(lines[0])
+    c = compare(base, new)
+    r = c.row("gru-1x320-ce", "torch-nn")
+    assert r.method == "ci-overlap" and r.verdict == REGRESSION and "confidence intervals" in r.note
+    assert c.row("lstm-4x320bi-ctc", "tf-xla").verdict == NOT_SIGNIFICANT
+
+
+def test_compare_too_few_steps_warns(base, new):
+    for d in (base, new):
+        path = d / "results.csv"
+        lines = path.read_text().splitlines(keepends=True)
+        keep = [ln for ln in lines[1:] if ",measure," not in ln or ln.split(",")[7] in ("0", "1", "2")]
+        path.write_text(lines[0] + "".join(keep))
+    c = compare(base, new)
+    assert c.row("gru-1x320-ce", "torch-nn").p_value == pytest.approx(0.1)
+    assert c.row("gru-1x320-ce", "torch-nn").verdict == NOT_SIGNIFICANT
+    assert c.warnings == ["3 and 3 measured steps per cell are too few for the test to ever reach "
+                          "p < 0.05: no change can be flagged; measure more steps"]
+    assert "> Warning: 3 and 3 measured steps" in c.to_markdown()
+
+
+# --- statistics ---------------------------------------------------------------------------
+
+def test_mann_whitney_exact_matches_enumeration():
+    n, m = 4, 3
+    counts = np.zeros(n * m + 1)
+    for xs in itertools.combinations(range(n + m), n):
+        counts[sum(sum(1 for y in range(n + m) if y not in xs and y < x) for x in xs)] += 1
+    assert np.allclose(_u_distribution(n, m), counts / counts.sum())
+    assert mann_whitney([4, 5, 6], [1, 2, 3]) == (9.0, pytest.approx(0.1))
+    assert min_p(3, 3) == pytest.approx(0.1) and min_p(8, 8) < 0.001
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(0, 1, 20), rng.normal(0.5, 1, 20)
+    _, exact = mann_whitney(x, y)
+    _, tied = mann_whitney(np.round(x, 1), np.round(y, 1))  # ties: normal approximation
+    assert 0.001 < exact < 0.05 and 0.001 < tied < 0.05 and abs(exact - tied) < 0.01
+    assert mann_whitney([1.0, 1.0], [1.0, 1.0])[1] == 1.0
+
+
+# --- the command line (wired by rnnbench.cli) ---------------------------------------------
+
+def test_cli_compare_and_errors(base, new, tmp_path):
+    import subprocess
+    import sys
+
+    def rnnbench(*args):
+        return subprocess.run([sys.executable, "-m", "rnnbench.cli", *map(str, args)],
+                              capture_output=True, text=True, timeout=120)
+
+    p = rnnbench("compare", base, new)
+    assert p.returncode == 0 and "**REGRESSION**" in p.stdout
+    p = rnnbench("compare", base, new, "--fail-on-regression")
+    assert p.returncode == 1
+    p = rnnbench("compare", base, base, "--fail-on-regression")
+    assert p.returncode == 0 and "**no regression**" in p.stdout
+    (base / "summary.csv").write_text("scenario,impl\nx\n")
+    p = rnnbench("report", base)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1
+    assert "summary.csv: missing column(s) status, median_s" in p.stderr

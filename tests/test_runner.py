@@ -1,0 +1,96 @@
+"""Runner isolation: a worker that crashes, hangs or writes garbage is recorded and the
+suite goes on; results are written as each run finishes."""
+
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rnnbench import results
+from rnnbench.runner import Runner, Settings, archive_previous
+from rnnbench.scenarios import PROFILES, SCENARIOS
+
+FAKE = str(Path(__file__).with_name("fake_worker.py"))
+
+
+def make_runner(tmp_path, mode, timeout_s=30.0):
+    st = Settings(profile=PROFILES["smoke"], warmup=1, steps=5, threads=1, timeout_s=timeout_s,
+                  verify=False, out=tmp_path / "out", worker=[sys.executable, FAKE, mode])
+    r = Runner(st)
+    r.meta = {"gemm": {"gflops": 100.0}}
+    (r.out / "runs").mkdir(parents=True)
+    (r.out / "logs").mkdir()
+    return r
+
+
+def run(tmp_path, mode, **kw):
+    r = make_runner(tmp_path, mode, **kw)
+    return r, r.run_one(SCENARIOS["lstm-1x320-ce"], "torch-nn")
+
+
+def test_ok_worker_gives_statistics_checks_and_files(tmp_path):
+    r, doc = run(tmp_path, "ok")
+    assert doc["status"] == "ok"
+    assert doc["steps"] == 5 and doc["first_step_s"] == 0.5
+    assert doc["median_s"] == pytest.approx(0.102)
+    assert doc["ci_low_s"] <= doc["median_s"] <= doc["ci_high_s"]
+    assert doc["checks"] == "ok"
+    assert doc["gflops"] == pytest.approx(doc["flops_per_step"] / 0.102 / 1e9)
+    assert doc["efficiency"] == pytest.approx(doc["gflops"] / 100.0)
+    rows = list(csv.DictReader(open(r.out / "results.csv")))
+    assert [x["phase"] for x in rows] == ["warmup"] + ["measure"] * 5
+    summary = list(csv.DictReader(open(r.out / "summary.csv")))
+    assert summary[0]["status"] == "ok" and summary[0]["checks"] == "ok"
+    saved = json.loads((r.out / "runs" / "lstm-1x320-ce__torch-nn.json").read_text())
+    assert saved["schema"] == results.RUN_SCHEMA and len(saved["step_log"]) == 6
+
+
+def test_crash_is_recorded_with_stderr(tmp_path):
+    _, doc = run(tmp_path, "crash")
+    assert doc["status"] == "failed"
+    assert "code 3" in doc["reason"]
+    assert "about to crash" in doc["stderr_tail"]
+
+
+def test_segfault_is_recorded(tmp_path):
+    _, doc = run(tmp_path, "segfault")
+    assert doc["status"] == "failed" and "code -11" in doc["reason"]
+
+
+def test_garbage_output_is_recorded(tmp_path):
+    _, doc = run(tmp_path, "garbage")
+    assert doc["status"] == "failed" and "unreadable result" in doc["reason"]
+
+
+def test_hang_times_out_and_keeps_partial_steps(tmp_path):
+    t0 = time.monotonic()
+    _, doc = run(tmp_path, "hang", timeout_s=2)
+    assert time.monotonic() - t0 < 20
+    assert doc["status"] == "timeout"
+    assert "no result within 2 s" in doc["reason"] and "warmup step 1" in doc["reason"]
+    assert len(doc["step_log"]) == 1
+
+
+def test_suite_goes_on_after_failures(tmp_path):
+    r = make_runner(tmp_path, "crash")
+    r.run_one(SCENARIOS["lstm-1x320-ce"], "torch-nn")
+    r.st.worker[-1] = "garbage"
+    r.run_one(SCENARIOS["gru-1x320-ce"], "torch-nn")
+    r.st.worker[-1] = "ok"
+    r.run_one(SCENARIOS["lstm-4x320bi-ce"], "torch-nn")
+    summary = list(csv.DictReader(open(r.out / "summary.csv")))
+    assert [x["status"] for x in summary] == ["failed", "failed", "ok"]
+
+
+def test_previous_run_is_archived_not_overwritten(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "meta.json").write_text(json.dumps({"run_id": "old-run"}))
+    (out / "summary.csv").write_text("x\n")
+    dest = archive_previous(out)
+    assert dest == out / "archive" / "old-run"
+    assert (dest / "summary.csv").read_text() == "x\n"
+    assert not (out / "summary.csv").exists()
