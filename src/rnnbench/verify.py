@@ -13,6 +13,11 @@ same step with :func:`rnnbench.reference.train_step` and measures:
   all); without that, a tensor whose update is tiny (deep layers of the 4-layer stack
   under the epsilon-hat Adam) would be judged on rounding alone.
 
+Notes from the implementation choose what it is compared with: ``gru`` (reset-after or
+reset-before), ``adam`` (standard or epsilon-hat) and ``bias``: "single" for frameworks
+with one bias vector per gate, loaded as ``b_ih + b_hh`` and trained as the canonical
+model with ``b_hh`` frozen.
+
 Checking updated weights instead of gradients keeps implementations simple (they expose
 their parameters, not their gradients) and also checks the optimizer.
 """
@@ -24,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .data import Batch, weight_shapes
-from .reference import ADAM_VARIANTS, GRU_FORMULATIONS, train_step
+from .reference import ADAM_VARIANTS, GRU_FORMULATIONS, adam_step, loss_and_grads
 from .scenarios import PROFILES, Scenario, apply_profile
 
 # With the default eps (1e-8 or 1e-7) the first Adam step is ~ -lr * sign(g): every
@@ -103,7 +108,12 @@ def compare(s: Scenario, batch: Batch, weights, loss: float, new_weights, notes=
         verdict.message = "; ".join(problems)
         return verdict
 
-    ref_loss, _, ref_new = train_step(s, batch, weights, lr=VERIFY_LR, eps=VERIFY_EPS, gru=gru, adam=adam)
+    ref_loss, grads = loss_and_grads(s, batch, weights, gru=gru)
+    if notes.get("bias") == "single":
+        # One bias vector per gate, loaded as b_ih + b_hh: the canonical model with b_hh
+        # frozen (the implementation reports b_hh unchanged and the whole update in b_ih).
+        grads = {n: (np.zeros_like(g) if n.endswith(".b_hh") else g) for n, g in grads.items()}
+    ref_new = adam_step(weights, grads, lr=VERIFY_LR, eps=VERIFY_EPS, variant=adam)
     verdict.ref_loss = ref_loss
     verdict.loss_err = abs(float(loss) - ref_loss) / abs(ref_loss) if np.isfinite(loss) else float("inf")
     verdict.param_errs = {n: _delta_err(weights[n], new_weights[n], ref_new[n]) for n in shapes}
