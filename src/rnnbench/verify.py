@@ -127,7 +127,8 @@ def compare(s: Scenario, batch: Batch, weights, loss: float, new_weights, notes=
         listed = ", ".join(f"{n} {e:.2e}" for n, e in sorted(bad, key=lambda kv: -kv[1]))
         problems.append(f"{len(bad)}/{len(shapes)} weight updates differ (> {DELTA_RTOL:g}): {listed}")
     verdict.ok = not problems
-    verdict.message = "; ".join(problems) if problems else (
-        f"ok (gru {gru}, adam {adam}): loss rel err {verdict.loss_err:.1e}, "
-        f"worst update err {verdict.worst[1]:.1e} ({verdict.worst[0]})")
+    model = ([f"GRU {gru}"] if s.cell == "gru" else []) + [f"Adam {adam}"]
+    if notes.get("bias") == "single":
+        model.append("one bias per gate")
+    verdict.message = "; ".join(problems) if problems else "reference: " + ", ".join(model)
     return verdict
