@@ -45,3 +45,10 @@ def test_each_check_can_fail():
     c = stats.run_checks([3.0, 2.0], [0.1, 0.1], loop_s=0.21)  # 4.8% of the loop unaccounted for
     assert not c["overhead"] and c["overhead_pct"] == pytest.approx(100 * 0.01 / 0.21, rel=1e-3)
     assert stats.checks_label(c) == "failed: overhead"
+
+
+def test_overhead_floor_forgives_scheduling_noise_on_tiny_steps():
+    # 3 steps of 2 ms with 0.3 ms unaccounted for: 4.8%, but under 0.2 ms a step.
+    assert stats.run_checks([3.0, 2.0, 1.0], [0.002] * 3, loop_s=0.0063)["overhead"]
+    # 3 steps of 2 ms with 1.5 ms unaccounted for: over the floor, a real cost.
+    assert not stats.run_checks([3.0, 2.0, 1.0], [0.002] * 3, loop_s=0.0075)["overhead"]

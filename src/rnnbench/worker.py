@@ -32,12 +32,18 @@ def _write_json(path: str, doc: dict) -> None:
 
 
 def _source_hash(module) -> str:
-    """Hash of the implementation's source and of the rnnbench.impls modules it uses."""
-    used = {inspect.getmodule(obj) for obj in vars(module).values()} | {module}
-    sources = sorted(m.__name__ for m in used if m is not None and m.__name__.startswith("rnnbench.impls"))
+    """Hash of the implementation's source and of every rnnbench.impls module it uses,
+    directly or through another one."""
+    seen, todo = {}, [module]
+    while todo:
+        mod = todo.pop()
+        if mod is None or mod.__name__ in seen or not mod.__name__.startswith("rnnbench.impls"):
+            continue
+        seen[mod.__name__] = mod
+        todo += [inspect.getmodule(obj) for obj in vars(mod).values()]
     h = hashlib.sha256()
-    for name in sources:
-        h.update(inspect.getsource(sys.modules[name]).encode())
+    for name in sorted(seen):
+        h.update(inspect.getsource(seen[name]).encode())
     return h.hexdigest()[:16]
 
 
