@@ -11,7 +11,7 @@ from .impls import FRAMEWORKS, IMPLEMENTATIONS, framework_available
 from .scenarios import DEFAULT_PROFILE, PROFILES, SCENARIOS, SEED_SCENARIOS, select
 
 EXTRA_OF = {"torch": "torch", "tensorflow": "tensorflow", "keras-tensorflow": "keras", "keras-jax": "keras",
-            "keras-torch": "keras", "jax": "jax", "pytensor": "pytensor"}
+            "keras-torch": "keras", "jax": "jax", "pytensor": "pytensor", "pytensor-jax": "pytensor,jax"}
 
 
 class UsageError(Exception):

@@ -90,9 +90,10 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     p.name: p
     for p in [
-        Profile("smoke", warmup=1, steps=3, time_steps=12, timeout_s=300, tiny=True,
+        Profile("smoke", warmup=1, steps=3, time_steps=12, timeout_s=900, tiny=True,
                 description="tiny shapes, a few steps: every code path in seconds"),
-        Profile("quick", warmup=2, steps=8, time_steps=100, timeout_s=900,
+        # PyTensor's cold numba compile of the 4-layer CTC graph takes minutes.
+        Profile("quick", warmup=2, steps=8, time_steps=100, timeout_s=1800,
                 description="the seed's networks on a 100-step time axis (the default)"),
         Profile("seed", warmup=5, steps=500, time_steps=None, timeout_s=24 * 3600,
                 description="exactly the seed: T=1000, 500 steps, median"),

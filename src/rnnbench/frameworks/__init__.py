@@ -17,6 +17,7 @@ RUNTIMES = {
     "keras-torch": "keras_",
     "jax": "jax_",
     "pytensor": "pytensor_",
+    "pytensor-jax": "pytensor_",
 }
 
 

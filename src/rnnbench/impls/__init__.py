@@ -28,6 +28,7 @@ FRAMEWORKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "keras-torch": (("keras", "torch"), ("keras", "torch")),
     "jax": (("jax", "jaxlib", "flax", "optax"), ("jax", "flax", "optax")),
     "pytensor": (("pytensor", "numba"), ("pytensor",)),
+    "pytensor-jax": (("pytensor", "jax", "jaxlib"), ("pytensor", "jax")),
 }
 
 _P = "rnnbench.impls."
@@ -49,6 +50,7 @@ IMPLEMENTATIONS: dict[str, Impl] = {
         Impl("flax-nnx", "jax", _P + "flax_nnx:build", "Flax NNX nnx.RNN over OptimizedLSTMCell / GRUCell"),
         Impl("jax-scan", "jax", _P + "jax_scan:build", "hand-written jax.lax.scan, input projection hoisted"),
         Impl("pytensor-scan", "pytensor", _P + "pytensor_scan:build", "PyTensor scan, Lasagne style, numba backend"),
+        Impl("pytensor-jax", "pytensor-jax", _P + "pytensor_scan:build_jax", "the pytensor-scan graph on PyTensor's JAX backend"),
     ]
 }
 
