@@ -32,8 +32,8 @@ The two GRU formulations (gate blocks ``r, z, n``; ``h' = (1 - z) * n + z * h`` 
 
 The two Adam variants (first step, zero moments, betas 0.9/0.999):
 
-* ``"standard"`` (PyTorch, optax, Lasagne): ``w -= lr * m_hat / (sqrt(v_hat) + eps)``.
-* ``"epsilon-hat"`` (Keras, TensorFlow): ``alpha = lr * sqrt(1 - b2^t) / (1 - b1^t)``,
+* ``"standard"`` (PyTorch, optax): ``w -= lr * m_hat / (sqrt(v_hat) + eps)``.
+* ``"epsilon-hat"`` (Keras, TensorFlow, Lasagne): ``alpha = lr * sqrt(1 - b2^t) / (1 - b1^t)``,
   ``w -= alpha * m / (sqrt(v) + eps)``.
 """
 
