@@ -2,7 +2,14 @@ import csv
 import subprocess
 import sys
 
+import os
+import tempfile
+
 import pytest
+
+# One compile cache (PyTensor's numba/C code) for the whole session: the same tiny graphs
+# are compiled by several tests, and by the workers the CLI tests start.
+os.environ.setdefault("RNNBENCH_CACHE_DIR", tempfile.mkdtemp(prefix="rnnbench-test-cache-"))
 
 
 def rnnbench(*args, timeout=900):

@@ -38,13 +38,7 @@ def build(impl, cfg):
     return getattr(importlib.import_module(module), func)(cfg)
 
 
-def delta_err(w0, new, ref):
-    """max |delta - delta_ref| / max |delta_ref|, less one float32 ulp of the new weight."""
-    w0, new = w0.astype(np.float64), new.astype(np.float64)
-    d_ref = ref - w0
-    diff = np.abs((new - w0) - d_ref) - np.spacing(np.abs(ref).astype(np.float32))
-    worst = max(diff.max(), 0.0)
-    return 0.0 if worst == 0 else float(worst / np.abs(d_ref).max())
+from rnnbench.verify import delta_err  # noqa: E402  (the error measure verify uses)
 
 
 @pytest.mark.parametrize("name", SEED_SCENARIOS)

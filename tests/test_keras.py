@@ -50,13 +50,7 @@ from rnnbench.impls import keras_layers
 from rnnbench.impls.base import Config
 from rnnbench.scenarios import PROFILES, SCENARIOS, SEED_SCENARIOS, apply_profile
 
-def delta_err(w0, new, ref):
-    # max |delta - delta_ref| / max |delta_ref|, less one float32 ulp of the new weight
-    w0, new = w0.astype(np.float64), new.astype(np.float64)
-    d_ref = ref - w0
-    diff = np.abs((new - w0) - d_ref) - np.spacing(np.abs(ref).astype(np.float32))
-    worst = max(diff.max(), 0.0)
-    return 0.0 if worst == 0 else float(worst / np.abs(d_ref).max())
+from rnnbench.verify import delta_err  # noqa: E402  (the error measure verify uses)
 
 results = {"info": info, "scenarios": {}}
 for name in SEED_SCENARIOS:

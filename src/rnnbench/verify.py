@@ -65,7 +65,9 @@ class Verdict:
     message: str = ""
 
 
-def _delta_err(initial, new_impl, new_ref) -> float:
+def delta_err(initial, new_impl, new_ref) -> float:
+    """max|delta_impl - delta_ref| / max|delta_ref| with delta = new - initial, each
+    element's difference first reduced by one float32 ulp of the reference's new weight."""
     initial = np.asarray(initial, dtype=np.float64)
     new_impl = np.asarray(new_impl, dtype=np.float64)
     d_ref = new_ref - initial
@@ -116,7 +118,7 @@ def compare(s: Scenario, batch: Batch, weights, loss: float, new_weights, notes=
     ref_new = adam_step(weights, grads, lr=VERIFY_LR, eps=VERIFY_EPS, variant=adam)
     verdict.ref_loss = ref_loss
     verdict.loss_err = abs(float(loss) - ref_loss) / abs(ref_loss) if np.isfinite(loss) else float("inf")
-    verdict.param_errs = {n: _delta_err(weights[n], new_weights[n], ref_new[n]) for n in shapes}
+    verdict.param_errs = {n: delta_err(weights[n], new_weights[n], ref_new[n]) for n in shapes}
     verdict.worst = max(verdict.param_errs.items(), key=lambda kv: kv[1])
 
     if not verdict.loss_err <= LOSS_RTOL:
