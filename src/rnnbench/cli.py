@@ -316,8 +316,6 @@ def build_parser() -> Parser:
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        if args.command in ("run", "verify"):
-            args.threads = args.threads  # validated by argparse
         return args.func(args)
     except UsageError as e:
         print(f"rnnbench: error: {e}", file=sys.stderr)
