@@ -18,7 +18,7 @@ pytest.importorskip("jax")
 pytest.importorskip("flax")
 pytest.importorskip("optax")
 
-from conftest import summary  # noqa: E402
+from conftest import build_impl, round_trip_and_two_steps, summary  # noqa: E402
 from rnnbench import reference  # noqa: E402
 from rnnbench.data import Batch, canonical_weights, make_batch, weight_shapes  # noqa: E402
 from rnnbench.impls import IMPLEMENTATIONS  # noqa: E402
@@ -31,11 +31,7 @@ SEED_COUNTS = {"gru-1x320-ce": 435_225, "lstm-4x320bi-ce": 8_543_385,
                "lstm-4x320bi-ctc": 8_564_538, "lstm-1x320-ce": 577_625}
 
 
-def build(impl, cfg):
-    import importlib
-
-    module, func = IMPLEMENTATIONS[impl].target.split(":")
-    return getattr(importlib.import_module(module), func)(cfg)
+build = build_impl
 
 
 from rnnbench.verify import delta_err  # noqa: E402  (the error measure verify uses)
@@ -48,16 +44,7 @@ def test_one_step_round_trip_and_reference(impl, name):
     batch, w = make_batch(s), canonical_weights(s)
     trainer = build(impl, Config(s, batch, w, lr=VERIFY_LR, adam_eps=VERIFY_EPS))
 
-    # weights() at step 0 is exactly what was loaded: every canonical tensor, float32.
-    w0 = trainer.weights()
-    assert set(w0) == set(weight_shapes(s))
-    for k in w:
-        assert w0[k].dtype == np.float32 and np.array_equal(w0[k], w[k]), k
-
-    loss = trainer.step()
-    new = trainer.weights()
-    loss2 = trainer.step()
-    assert isinstance(loss, float) and np.isfinite(loss) and np.isfinite(loss2) and loss2 != loss
+    loss, new = round_trip_and_two_steps(trainer, s, w)
 
     notes = trainer.notes
     assert notes["adam"] == "standard"

@@ -24,7 +24,7 @@ from rnnbench.frameworks import pytensor_ as runtime  # noqa: E402
 
 runtime.configure_cache()  # before PyTensor is imported: keep its cache out of ~/.pytensor
 
-from conftest import summary  # noqa: E402
+from conftest import round_trip_and_two_steps, summary  # noqa: E402
 from rnnbench import reference  # noqa: E402
 from rnnbench.data import Batch, canonical_weights, make_batch, weight_shapes  # noqa: E402
 from rnnbench.impls.base import Config  # noqa: E402
@@ -51,16 +51,7 @@ def check_one_step(build, s):
     notes = trainer.notes
     assert notes["gru"] == "reset-after" and notes["adam"] == "epsilon-hat"  # Lasagne's Adam
 
-    # weights() at step 0 is exactly what was loaded: every canonical tensor, float32.
-    w0 = trainer.weights()
-    assert set(w0) == set(weight_shapes(s))
-    for k in w:
-        assert w0[k].dtype == np.float32 and np.array_equal(w0[k], w[k]), k
-
-    loss = trainer.step()
-    new = trainer.weights()
-    loss2 = trainer.step()
-    assert isinstance(loss, float) and np.isfinite(loss) and np.isfinite(loss2) and loss2 != loss
+    loss, new = round_trip_and_two_steps(trainer, s, w)
 
     ref_loss, grads = reference.loss_and_grads(s, batch, w, gru="reset-after")
     ref_new = reference.adam_step(w, grads, lr=VERIFY_LR, eps=VERIFY_EPS, variant="epsilon-hat")

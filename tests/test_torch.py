@@ -14,7 +14,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import summary  # noqa: E402
+from conftest import build_impl, summary  # noqa: E402
 from rnnbench.data import canonical_weights, make_batch  # noqa: E402
 from rnnbench.impls import IMPLEMENTATIONS  # noqa: E402
 from rnnbench.impls.base import Config  # noqa: E402
@@ -26,11 +26,7 @@ SEED_COUNTS = {"gru-1x320-ce": 435_225, "lstm-4x320bi-ce": 8_543_385,
                "lstm-4x320bi-ctc": 8_564_538, "lstm-1x320-ce": 577_625}
 
 
-def build(impl, cfg):
-    import importlib
-
-    module, func = IMPLEMENTATIONS[impl].target.split(":")
-    return getattr(importlib.import_module(module), func)(cfg)
+build = build_impl
 
 
 @pytest.mark.parametrize("impl", TORCH_IMPLS)

@@ -7,7 +7,9 @@ import os
 import sys
 from pathlib import Path
 
+from .analysis import ResultsError
 from .impls import FRAMEWORKS, IMPLEMENTATIONS, framework_available
+from .results import ResultsFileError
 from .scenarios import DEFAULT_PROFILE, PROFILES, SCENARIOS, SEED_SCENARIOS, select
 
 EXTRA_OF = {"torch": "torch", "tensorflow": "tensorflow", "keras-tensorflow": "keras", "keras-jax": "keras",
@@ -320,11 +322,9 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(f"rnnbench: error: {e}", file=sys.stderr)
         return 2
-    except Exception as e:  # noqa: BLE001 - known user-facing errors from the report modules
-        if type(e).__name__ in ("ResultsError", "ResultsFileError"):
-            print(f"rnnbench: error: {e}", file=sys.stderr)
-            return 2
-        raise
+    except (ResultsError, ResultsFileError) as e:  # a missing or corrupt results directory
+        print(f"rnnbench: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
