@@ -1,6 +1,8 @@
 """A stand-in for ``rnnbench.worker`` that misbehaves on purpose: ``fake_worker.py MODE JOB``."""
 
 import json
+import os
+import subprocess
 import sys
 import time
 
@@ -10,7 +12,6 @@ if mode == "crash":
     print("fake worker: about to crash", file=sys.stderr)
     sys.exit(3)
 elif mode == "segfault":
-    import os
     import signal
 
     os.kill(os.getpid(), signal.SIGSEGV)
@@ -20,11 +21,17 @@ elif mode == "hang":
     time.sleep(600)
 elif mode == "garbage":
     open(job["result"], "w").write("this is not json {")
-elif mode == "ok":
+elif mode in ("ok", "env", "stray"):
+    notes = {}
+    if mode == "env":  # hand back what the runner put in the environment
+        notes = {k: os.environ.get(k, "") for k in ("RNNBENCH_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR", "OMP_NUM_THREADS")}
+    if mode == "stray":  # leave a process behind, as a compile worker pool might
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        notes = {"stray_pid": str(child.pid)}
     steps = [{"phase": "warmup", "step": 0, "runtime_s": 0.5, "loss": 3.0}] + [
         {"phase": "measure", "step": i, "runtime_s": 0.1 + 0.001 * i, "loss": 2.9 - 0.1 * i} for i in range(job["steps"])
     ]
     json.dump({"status": "ok", "reason": "", "runtime": {"device": "cpu", "device_name": "cpu", "threads": 1,
-               "flush_denormal": "on"}, "versions": {"fake": "1.0"}, "parameters": 42, "notes": {},
+               "flush_denormal": "on"}, "versions": {"fake": "1.0"}, "parameters": 42, "notes": notes,
                "steps": steps, "loop_s": sum(s["runtime_s"] for s in steps[1:]) * 1.001, "peak_rss_mb": 10.0,
                "peak_gpu_mb": None}, open(job["result"], "w"))

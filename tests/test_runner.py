@@ -3,6 +3,7 @@ suite goes on; results are written as each run finishes."""
 
 import csv
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -16,8 +17,8 @@ from rnnbench.scenarios import PROFILES, SCENARIOS
 FAKE = str(Path(__file__).with_name("fake_worker.py"))
 
 
-def make_runner(tmp_path, mode, timeout_s=30.0):
-    st = Settings(profile=PROFILES["smoke"], warmup=1, steps=5, threads=1, timeout_s=timeout_s,
+def make_runner(tmp_path, mode, timeout_s=30.0, profile="smoke"):
+    st = Settings(profile=PROFILES[profile], warmup=1, steps=5, threads=1, timeout_s=timeout_s,
                   verify=False, out=tmp_path / "out", worker=[sys.executable, FAKE, mode])
     r = Runner(st)
     r.meta = {"gemm": {"gflops": 100.0}}
@@ -94,3 +95,41 @@ def test_previous_run_is_archived_not_overwritten(tmp_path):
     assert dest == out / "archive" / "old-run"
     assert (dest / "summary.csv").read_text() == "x\n"
     assert not (out / "summary.csv").exists()
+
+
+def test_worker_leftovers_are_killed(tmp_path):
+    _, doc = run(tmp_path, "stray")
+    assert doc["status"] == "ok"
+    pid = int(doc["notes"]["stray_pid"])
+    for _ in range(50):  # the kill is immediate; reaping by init may take a moment
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        if Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the worker's leftover process is still running")
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick"])
+def test_compile_cache_fresh_per_worker_or_shared(tmp_path, monkeypatch, profile):
+    monkeypatch.delenv("RNNBENCH_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    r = make_runner(tmp_path, "env", profile=profile)
+    docs = [r.run_one(SCENARIOS[s], "torch-nn") for s in ("lstm-1x320-ce", "gru-1x320-ce")]
+    caches = [d["notes"]["RNNBENCH_CACHE_DIR"] for d in docs]
+    for d, cache in zip(docs, caches):
+        assert d["notes"]["TORCHINDUCTOR_CACHE_DIR"] == os.path.join(cache, "torchinductor")
+        assert d["notes"]["OMP_NUM_THREADS"] == "1"
+    if profile == "smoke":  # its timings are not the point: one cache across workers and runs
+        assert caches == [str(tmp_path / "xdg" / "rnnbench" / "compile")] * 2
+    else:  # cold compiles: first-step times include them
+        assert caches[0] != caches[1] and not any(c.startswith(str(tmp_path / "xdg")) for c in caches)
+
+
+def test_preset_cache_dir_wins(tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNBENCH_CACHE_DIR", str(tmp_path / "mine"))
+    _, doc = run(tmp_path, "env")
+    assert doc["notes"]["RNNBENCH_CACHE_DIR"] == str(tmp_path / "mine")

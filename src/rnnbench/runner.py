@@ -55,6 +55,25 @@ def thread_env(threads: int) -> dict[str, str]:
     return env
 
 
+def compile_cache(settings: Settings) -> str | None:
+    """The compile cache every worker of a run shares, or None for a fresh one per worker:
+    ``$RNNBENCH_CACHE_DIR`` if set, else a per-user cache for profiles that share one."""
+    if os.environ.get("RNNBENCH_CACHE_DIR"):
+        return os.environ["RNNBENCH_CACHE_DIR"]
+    if settings.profile.shared_cache:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        return os.path.join(base, "rnnbench", "compile")
+    return None
+
+
+def cache_env(cache: str) -> dict[str, str]:
+    """Point every framework's on-disk compile cache into ``cache``. PyTensor reads
+    RNNBENCH_CACHE_DIR (see frameworks.pytensor_); torch.compile's would otherwise be a
+    machine-wide /tmp/torchinductor_<user>, warm from earlier runs."""
+    return {"RNNBENCH_CACHE_DIR": cache, "TORCHINDUCTOR_CACHE_DIR": os.path.join(cache, "torchinductor"),
+            "TRITON_CACHE_DIR": os.path.join(cache, "triton")}
+
+
 def machine() -> dict:
     cpu = platform.processor() or platform.machine()
     try:
@@ -132,6 +151,7 @@ class Runner:
             "threads": st.threads, "flush_denormal": st.flush_denormal, "device": st.device,
             "warmup": st.warmup, "steps": st.steps, "timeout_s": st.timeout_s,
             "time_steps": st.time_steps, "scenarios": [s.name for s in scenarios], "impls": impls,
+            "compile_cache": compile_cache(st) or "fresh per worker",
         }
         self.progress("measuring the GEMM rate")
         self.meta["gemm"] = measure_gemm(st.threads)
@@ -185,10 +205,8 @@ class Runner:
             job["verify_hyper"] = {"lr": VERIFY_LR, "adam_eps": VERIFY_EPS}
         (tmp / "job.json").write_text(json.dumps(job))
         log = self.out / "logs" / f"{s.name}__{impl}.log"
-        # A fresh compile cache per worker, so first-step times include a cold compile;
-        # a preset RNNBENCH_CACHE_DIR is shared instead (the test suite does that).
-        cache = os.environ.get("RNNBENCH_CACHE_DIR") or str(tmp / "cache")
-        env = {**os.environ, **thread_env(st.threads), "RNNBENCH_CACHE_DIR": cache}
+        cache = compile_cache(st) or str(tmp / "cache")
+        env = {**os.environ, **thread_env(st.threads), **cache_env(cache)}
         t0 = time.perf_counter()
         try:
             with open(log, "w") as err:
@@ -202,6 +220,7 @@ class Runner:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         doc["wall_s"] = time.perf_counter() - t0
+        _kill_group(proc.pid)  # anything the worker left running (compile worker pools)
         doc["stderr_tail"] = _tail(log)
         self._fill(doc, outcome, proc.returncode, Path(job["result"]), Path(job["progress"]), s)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -298,6 +317,13 @@ def _kill(proc) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _count_lines(path: Path) -> int:

@@ -84,6 +84,9 @@ class Profile:
     time_steps: int | None  # None: the scenario's own length
     timeout_s: float
     tiny: bool = False  # shrink the network too (smoke only)
+    # Compile caches: fresh per worker, so first-step times are cold compiles; or one
+    # cache kept across workers and runs (smoke: its timings are not the point).
+    shared_cache: bool = False
     description: str = ""
 
 
@@ -91,7 +94,7 @@ PROFILES: dict[str, Profile] = {
     p.name: p
     for p in [
         Profile("smoke", warmup=1, steps=3, time_steps=12, timeout_s=900, tiny=True,
-                description="tiny shapes, a few steps: every code path in seconds"),
+                shared_cache=True, description="tiny shapes, a few steps: every code path in seconds"),
         # PyTensor's cold numba compile of the 4-layer CTC graph takes minutes.
         Profile("quick", warmup=2, steps=8, time_steps=100, timeout_s=1800,
                 description="the seed's networks on a 100-step time axis (the default)"),
