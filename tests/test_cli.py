@@ -62,3 +62,15 @@ def test_every_command_has_help(cli):
 
 def test_report_on_a_missing_directory_is_one_line(cli, tmp_path):
     one_line_error(cli("report", tmp_path / "nothing-here"))
+
+
+def test_final_table_shows_a_ci_in_its_median_unit():
+    ok = {"scenario": "gru-1x320-ce", "impl": "torch-nn", "status": "ok", "median_s": 0.0915,
+          "ci_low_s": 0.0895, "ci_high_s": 0.104, "gflops": 69.7, "efficiency": 0.3,
+          "peak_rss_mb": 450.0, "checks": "ok", "verified": "yes"}
+    slow = {**ok, "median_s": 1.485, "ci_low_s": 0.095, "ci_high_s": 1.615}
+    skipped = {"scenario": "gru-1x320-ce", "impl": "tf-cudnn", "status": "skipped", "reason": "needs a GPU"}
+    lines = cli_module.final_table([ok, slow, skipped]).splitlines()
+    assert lines[2].split()[3:9] == ["91.50ms", "[89.50ms,", "104.00ms]", "69.70", "30%", "450"]
+    assert lines[3].split()[3:6] == ["1.485", "[0.095,", "1.615]"]
+    assert lines[4].split() == ["gru-1x320-ce", "tf-cudnn", "skipped", "needs", "a", "GPU"]

@@ -111,3 +111,25 @@ def test_cuda_smoke(cli, tmp_path):
     p = cli("run", "--profile", "smoke", "-i", "torch-nn", "--device", "cuda", "--out", tmp_path, "--no-report")
     assert p.returncode == 0, p.stderr
     assert all(r["device"] == "cuda" and float(r["peak_gpu_mb"]) > 0 for r in summary(tmp_path).values())
+
+
+SETUP_CHILD = """
+import json, sys, torch
+from rnnbench.frameworks import torch_
+info = torch_.setup("torch", 1, sys.argv[1] == "1", "cpu")
+info["denormal_product"] = (torch.tensor([1e-39]) * 1.0).item()
+print(json.dumps(info))
+"""
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_flush_denormal_setting_takes_effect(flush):
+    proc = subprocess.run([sys.executable, "-c", SETUP_CHILD, str(int(flush))],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert info["threads"] == 1 and info["device"] == "cpu"
+    if flush:
+        assert info["flush_denormal"] == "on" and info["denormal_product"] == 0.0
+    else:
+        assert info["flush_denormal"] == "off" and info["denormal_product"] > 0

@@ -118,8 +118,16 @@ class Progress:
         print(line, file=self.stream, flush=True)
 
 
-def fmt_s(v) -> str:
-    return "-" if v in (None, "") else (f"{v:.3f}" if v >= 0.1 else f"{v * 1000:.2f}ms")
+def fmt_s(v, like=None) -> str:
+    """Seconds, or milliseconds below 0.1 s; ``like`` picks the unit from another value
+    (a CI bound is shown in its median's unit)."""
+    if v in (None, ""):
+        return "-"
+    return f"{v * 1000:.2f}ms" if (v if like is None else like) < 0.1 else f"{v:.3f}"
+
+
+def fmt_ci(doc: dict) -> str:
+    return f"[{fmt_s(doc['ci_low_s'], doc['median_s'])}, {fmt_s(doc['ci_high_s'], doc['median_s'])}]"
 
 
 def result_line(doc: dict) -> str:
@@ -130,7 +138,7 @@ def result_line(doc: dict) -> str:
         return f"  {ver or doc.get('verify_message', '')}"
     warn = "" if doc.get("stable") else "  (unstable)"
     checks = "" if doc["checks"] == "ok" else f"  CHECKS {doc['checks']}"
-    return (f"  ok       median {fmt_s(doc['median_s'])}/step [{fmt_s(doc['ci_low_s'])}, {fmt_s(doc['ci_high_s'])}]"
+    return (f"  ok       median {fmt_s(doc['median_s'])}/step {fmt_ci(doc)}"
             f"  first {fmt_s(doc['first_step_s'])}  {ver}{checks}{warn}")
 
 
@@ -139,7 +147,7 @@ def final_table(docs: list[dict]) -> str:
     lines = [head, "-" * len(head)]
     for d in docs:
         if d["status"] == "ok":
-            ci = f"[{fmt_s(d['ci_low_s'])}, {fmt_s(d['ci_high_s'])}]"
+            ci = fmt_ci(d)
             eff = f"{100 * d['efficiency']:.0f}%" if d.get("efficiency") else "-"
             lines.append(f"{d['scenario']:18} {d['impl']:17} {'ok':8} {fmt_s(d['median_s']):>9} {ci:>19} "
                          f"{d['gflops']:8.2f} {eff:>5} {d['peak_rss_mb']:7.0f} {d['checks']:8} {d.get('verified') or '-'}")
