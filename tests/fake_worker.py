@@ -21,13 +21,19 @@ elif mode == "hang":
     time.sleep(600)
 elif mode == "garbage":
     open(job["result"], "w").write("this is not json {")
-elif mode in ("ok", "env", "stray"):
+elif mode in ("ok", "env", "stray", "killparent"):
     notes = {}
-    if mode == "env":  # hand back what the runner put in the environment
-        notes = {k: os.environ.get(k, "") for k in ("RNNBENCH_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR", "OMP_NUM_THREADS")}
+    if mode == "env":  # hand back what the runner put in the environment, then leave a mark
+        notes = {k: os.environ.get(k, "") for k in ("RNNBENCH_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR", "OMP_NUM_THREADS",
+                                                     "FAKE_MARK")}
+        os.environ["FAKE_MARK"] = "left by an earlier worker"
     if mode == "stray":  # leave a process behind, as a compile worker pool might
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
         notes = {"stray_pid": str(child.pid)}
+    if mode == "killparent":  # take a fork server down with this worker
+        import signal
+
+        os.kill(os.getppid(), signal.SIGKILL)
     steps = [{"phase": "warmup", "step": 0, "runtime_s": 0.5, "loss": 3.0}] + [
         {"phase": "measure", "step": i, "runtime_s": 0.1 + 0.001 * i, "loss": 2.9 - 0.1 * i} for i in range(job["steps"])
     ]

@@ -17,10 +17,24 @@ from rnnbench.scenarios import PROFILES, SCENARIOS
 FAKE = str(Path(__file__).with_name("fake_worker.py"))
 
 
+RUNNERS = []
+
+
+@pytest.fixture(autouse=True, params=["spawned", "forked"])
+def launch(request, monkeypatch):
+    """Every test here runs twice: workers spawned, and workers forked from a fork server
+    (one that preloads a light module, not torch, to keep the tests fast)."""
+    monkeypatch.setattr("rnnbench.runner.PRELOAD", {"torch": ("json",)} if request.param == "forked" else {})
+    yield request.param
+    while RUNNERS:
+        RUNNERS.pop().close_servers()
+
+
 def make_runner(tmp_path, mode, timeout_s=30.0, profile="smoke"):
     st = Settings(profile=PROFILES[profile], warmup=1, steps=5, threads=1, timeout_s=timeout_s,
                   verify=False, out=tmp_path / "out", worker=[sys.executable, FAKE, mode])
     r = Runner(st)
+    RUNNERS.append(r)
     r.meta = {"gemm": {"gflops": 100.0}}
     (r.out / "runs").mkdir(parents=True)
     (r.out / "logs").mkdir()
@@ -32,9 +46,9 @@ def run(tmp_path, mode, **kw):
     return r, r.run_one(SCENARIOS["lstm-1x320-ce"], "torch-nn")
 
 
-def test_ok_worker_gives_statistics_checks_and_files(tmp_path):
+def test_ok_worker_gives_statistics_checks_and_files(tmp_path, launch):
     r, doc = run(tmp_path, "ok")
-    assert doc["status"] == "ok"
+    assert doc["status"] == "ok" and doc["worker"] == launch
     assert doc["steps"] == 5 and doc["first_step_s"] == 0.5
     assert doc["median_s"] == pytest.approx(0.102)
     assert doc["ci_low_s"] <= doc["median_s"] <= doc["ci_high_s"]
@@ -75,15 +89,31 @@ def test_hang_times_out_and_keeps_partial_steps(tmp_path):
     assert len(doc["step_log"]) == 1
 
 
-def test_suite_goes_on_after_failures(tmp_path):
+def test_suite_goes_on_after_failures(tmp_path, launch):
     r = make_runner(tmp_path, "crash")
     r.run_one(SCENARIOS["lstm-1x320-ce"], "torch-nn")
     r.st.worker[-1] = "garbage"
     r.run_one(SCENARIOS["gru-1x320-ce"], "torch-nn")
+    r.st.worker[-1] = "segfault"
+    r.run_one(SCENARIOS["lstm-4x320bi-ctc"], "torch-nn")
     r.st.worker[-1] = "ok"
-    r.run_one(SCENARIOS["lstm-4x320bi-ce"], "torch-nn")
+    doc = r.run_one(SCENARIOS["lstm-4x320bi-ce"], "torch-nn")
     summary = list(csv.DictReader(open(r.out / "summary.csv")))
-    assert [x["status"] for x in summary] == ["failed", "failed", "ok"]
+    assert [x["status"] for x in summary] == ["failed", "failed", "failed", "ok"]
+    assert doc["worker"] == launch
+
+
+def test_workers_start_clean_and_a_dead_fork_server_is_replaced(tmp_path, launch):
+    r = make_runner(tmp_path, "env")
+    first, second = (r.run_one(SCENARIOS[s], "torch-nn") for s in ("lstm-1x320-ce", "gru-1x320-ce"))
+    assert first["notes"]["FAKE_MARK"] == second["notes"]["FAKE_MARK"] == ""  # nothing leaks between jobs
+    if launch == "spawned":
+        return  # a spawned worker's parent is this test
+    r.st.worker[-1] = "killparent"
+    assert r.run_one(SCENARIOS["lstm-4x320bi-ce"], "torch-nn")["status"] == "ok"
+    r.st.worker[-1] = "ok"
+    doc = r.run_one(SCENARIOS["lstm-4x320bi-ctc"], "torch-nn")
+    assert doc["status"] == "ok" and doc["worker"] == launch
 
 
 def test_previous_run_is_archived_not_overwritten(tmp_path):

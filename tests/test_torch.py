@@ -78,6 +78,7 @@ def test_smoke_run_all_torch_ok_and_verified(cli, tmp_path):
     assert len(steps) == len(rows) * 4  # 1 warm-up + 3 measured each
     doc = json.loads((tmp_path / "runs" / "lstm-1x320-ce__torch-nn.json").read_text())
     assert doc["meta"]["source_sha256"] and doc["meta"]["versions"]["torch"].startswith("2.")
+    assert doc["worker"] == "forked"  # from the smoke profile's fork server, which preloads torch
     meta = json.loads((tmp_path / "meta.json").read_text())
     assert meta["gemm"]["gflops"] > 0 and meta["git"]["revision"] and meta["finished"]
 

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import os
 import platform
+import select
 import shutil
 import signal
 import subprocess
@@ -23,11 +24,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import __version__, flops, results, stats
+from .frameworks import PRELOAD
 from .impls import IMPLEMENTATIONS
 from .scenarios import Profile, Scenario, apply_profile
 
 STDERR_TAIL_LINES = 15
 KILL_GRACE_S = 5.0
+FORK_SERVER_START_S = 300.0
 
 
 @dataclass
@@ -128,6 +131,76 @@ def archive_previous(out: Path) -> Path | None:
     return dest
 
 
+class ForkServer:
+    """The runner's end of ``rnnbench.forkserver``: ``spawn`` starts a worker forked from
+    a process that has imported the framework, and returns a handle with the part of
+    ``subprocess.Popen`` the runner uses (``pid``, ``returncode``, ``wait``)."""
+
+    def __init__(self, modules: tuple[str, ...], env: dict[str, str]):
+        self.proc = subprocess.Popen([sys.executable, "-m", "rnnbench.forkserver", *modules],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     env=env, start_new_session=True)
+        self._buf = b""
+        self.broken = False
+        try:
+            ready = self.read(FORK_SERVER_START_S)
+        except (EOFError, ValueError):
+            ready = None
+        if not ready or not ready.get("ready"):
+            self.close()
+            raise OSError(f"the fork server for {', '.join(modules)} did not start")
+
+    def read(self, timeout: float | None) -> dict | None:
+        """The server's next message, or None after ``timeout`` seconds (None: no limit)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buf:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise EOFError("the fork server exited")
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def spawn(self, argv: list[str], log: Path, env: dict[str, str]) -> "Forked":
+        self.proc.stdin.write((json.dumps({"argv": argv, "log": str(log), "env": env}) + "\n").encode())
+        self.proc.stdin.flush()
+        msg = self.read(60.0)
+        if not msg or "pid" not in msg:
+            raise OSError("the fork server did not start the worker")
+        return Forked(self, msg["pid"])
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=KILL_GRACE_S)
+        except (OSError, subprocess.TimeoutExpired):
+            _kill_group(self.proc.pid)
+            self.proc.wait()
+
+
+class Forked:
+    """A worker forked by a ``ForkServer``, waited for through the server."""
+
+    def __init__(self, server: ForkServer, pid: int):
+        self.server, self.pid, self.returncode = server, pid, None
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            try:
+                msg = self.server.read(timeout)
+            except (EOFError, ValueError):
+                msg = {"returncode": 255}  # the server died with the worker
+                self.server.broken = True
+            if msg is None:
+                raise subprocess.TimeoutExpired("forked worker", timeout)
+            self.returncode = msg["returncode"]
+        return self.returncode
+
+
 class Runner:
     def __init__(self, settings: Settings, progress=None):
         self.st = settings
@@ -136,6 +209,7 @@ class Runner:
         self.run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
         self.docs: list[dict] = []
         self.meta: dict = {}
+        self.servers: dict[str, ForkServer | None] = {}
 
     # -- the whole matrix ---------------------------------------------------------------
     def start(self, scenarios: list[Scenario], impls: list[str], argv: list[str]) -> None:
@@ -152,12 +226,15 @@ class Runner:
             "warmup": st.warmup, "steps": st.steps, "timeout_s": st.timeout_s,
             "time_steps": st.time_steps, "scenarios": [s.name for s in scenarios], "impls": impls,
             "compile_cache": compile_cache(st) or "fresh per worker",
+            "workers": "forked from a fork server per framework that preloads it" if st.profile.fork_server
+                       else "a fresh process each",
         }
         self.progress("measuring the GEMM rate")
         self.meta["gemm"] = measure_gemm(st.threads)
         results.write_json(self.out / "meta.json", self.meta)
 
     def finish(self, interrupted: bool = False) -> None:
+        self.close_servers()
         self.meta["finished"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
         self.meta["interrupted"] = interrupted
         results.write_json(self.out / "meta.json", self.meta)
@@ -186,6 +263,40 @@ class Runner:
         }
 
     # -- one worker -------------------------------------------------------------------
+    def fork_server(self, framework: str, env: dict[str, str]) -> ForkServer | None:
+        """The framework's fork server when the profile uses one (started on first use;
+        None, and a spawned worker, where it cannot start)."""
+        modules = PRELOAD.get(framework)
+        if not (self.st.profile.fork_server and modules):
+            return None
+        server = self.servers.get(framework)
+        if server is not None and server.broken:  # it died: start a new one
+            server.close()
+            del self.servers[framework]
+        if framework not in self.servers:
+            try:
+                self.servers[framework] = ForkServer(modules, env)
+            except OSError:
+                self.servers[framework] = None
+        return self.servers[framework]
+
+    def close_servers(self) -> None:
+        for server in self.servers.values():
+            if server is not None:
+                server.close()
+        self.servers.clear()
+
+    def launch(self, framework: str, job: Path, log, env: dict[str, str]):
+        """Start one worker: forked from the framework's fork server, or spawned."""
+        server = self.fork_server(framework, env)
+        if server is not None:
+            try:
+                return server.spawn([*self.st.worker[1:], str(job)], Path(log.name), env), "forked"
+            except (OSError, EOFError, ValueError):
+                server.broken = True
+        return subprocess.Popen([*self.st.worker, str(job)], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env, start_new_session=True), "spawned"
+
     def run_one(self, scenario: Scenario, impl: str) -> dict:
         st = self.st
         s = apply_profile(scenario, st.profile, st.time_steps)
@@ -207,19 +318,21 @@ class Runner:
         log = self.out / "logs" / f"{s.name}__{impl}.log"
         cache = compile_cache(st) or str(tmp / "cache")
         env = {**os.environ, **thread_env(st.threads), **cache_env(cache)}
-        t0 = time.perf_counter()
+        proc = None
         try:
             with open(log, "w") as err:
-                proc = subprocess.Popen([*st.worker, str(tmp / "job.json")], stdout=err, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+                proc, started = self.launch(doc["framework"], tmp / "job.json", err, env)
+                t0 = time.perf_counter()
                 outcome = self._wait(proc, Path(job["progress"]), st.warmup + st.steps, t0)
         except KeyboardInterrupt:
-            _kill(proc)
+            if proc is not None:
+                _kill(proc)
             doc.update(status="interrupted", reason="interrupted by the user (Ctrl-C)")
             self.record(doc)
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         doc["wall_s"] = time.perf_counter() - t0
+        doc["worker"] = started
         _kill_group(proc.pid)  # anything the worker left running (compile worker pools)
         doc["stderr_tail"] = _tail(log)
         self._fill(doc, outcome, proc.returncode, Path(job["result"]), Path(job["progress"]), s)

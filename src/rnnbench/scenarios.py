@@ -87,6 +87,9 @@ class Profile:
     # Compile caches: fresh per worker, so first-step times are cold compiles; or one
     # cache kept across workers and runs (smoke: its timings are not the point).
     shared_cache: bool = False
+    # Fork each worker from a per-framework fork server that imported the framework once
+    # (rnnbench.forkserver), instead of paying the import per worker (smoke only).
+    fork_server: bool = False
     description: str = ""
 
 
@@ -94,7 +97,7 @@ PROFILES: dict[str, Profile] = {
     p.name: p
     for p in [
         Profile("smoke", warmup=1, steps=3, time_steps=12, timeout_s=900, tiny=True,
-                shared_cache=True, description="tiny shapes, a few steps: every code path in seconds"),
+                shared_cache=True, fork_server=True, description="tiny shapes, a few steps: every code path in seconds"),
         # PyTensor's cold numba compile of the 4-layer CTC graph takes minutes.
         Profile("quick", warmup=2, steps=8, time_steps=100, timeout_s=1800,
                 description="the seed's networks on a 100-step time axis (the default)"),

@@ -21,6 +21,11 @@ RUNTIMES = {
 }
 
 
+# What a fork server (rnnbench.forkserver, smoke profile) imports before forking each
+# worker: only modules that start no threads and touch no device at import.
+PRELOAD = {"torch": ("torch", "torch._dynamo")}
+
+
 def runtime(framework: str):
     import importlib
 

@@ -1,0 +1,74 @@
+"""A fork server: one process imports a framework once, then forks a fresh worker for
+each (scenario, implementation). Used by the smoke profile, where the framework's import
+(2-4 s for torch with torch._dynamo, which ``torch.optim`` loads) would otherwise be most
+of each worker's time. Every job still runs in its own process and process group, forked
+from the same just-imported state, so nothing of one job reaches the next; the runner
+times it out and kills it exactly as a spawned worker.
+
+    python -m rnnbench.forkserver MODULE...
+
+It imports the modules, answers ``{"ready": true}``, then reads one JSON request per line
+on stdin: ``{"argv": [...], "log": PATH, "env": {...}}``, where argv is what would follow
+``python`` on a command line (``-m MODULE ARGS...`` or ``SCRIPT ARGS...``). It answers
+``{"pid": N}`` once the child runs, and ``{"pid": N, "returncode": R}`` when it has ended
+(R < 0: killed by signal -R, as in ``subprocess``). It exits when stdin closes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import runpy
+import sys
+import traceback
+
+
+def _child(req: dict) -> None:
+    code = 1
+    try:
+        os.setsid()
+        log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        os.environ.update(req["env"])
+        argv = req["argv"]
+        if argv[0] == "-m":
+            sys.argv = [argv[1], *argv[2:]]
+            runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+        else:
+            sys.argv = list(argv)
+            runpy.run_path(argv[0], run_name="__main__")
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _say(doc: dict) -> None:
+    sys.stdout.write(json.dumps(doc) + "\n")
+    sys.stdout.flush()
+
+
+def main(modules: list[str]) -> None:
+    for name in modules:
+        importlib.import_module(name)
+    _say({"ready": True})
+    for line in sys.stdin:
+        req = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            _child(req)
+        _say({"pid": pid})
+        _, status = os.waitpid(pid, 0)
+        _say({"pid": pid, "returncode": os.waitstatus_to_exitcode(status)})
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
