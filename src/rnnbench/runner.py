@@ -174,12 +174,15 @@ class ForkServer:
         return Forked(self, msg["pid"])
 
     def close(self) -> None:
-        try:
-            self.proc.stdin.close()
-            self.proc.wait(timeout=KILL_GRACE_S)
-        except (OSError, subprocess.TimeoutExpired):
-            _kill_group(self.proc.pid)
-            self.proc.wait()
+        """Stop the server at once: it holds no results, and a graceful exit (torch's
+        teardown) would keep the runner, and a user's Ctrl-C, waiting."""
+        _kill_group(self.proc.pid)
+        self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
 
 
 class Forked:
