@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from rnnbench.data import canonical_weights, make_batch
-from rnnbench.impls.torch_common import rnn_param_name
+from rnnbench.impls.torch_nn import Net, param_name
 from rnnbench.scenarios import SCENARIOS
 
 TINY = torch.finfo(torch.float32).tiny  # the smallest normal float32
@@ -51,15 +51,13 @@ def gradient_census(time_steps: int) -> None:
     torch.set_flush_denormal(False)
     s = SCENARIOS["lstm-4x320bi-ce"].resized(time_steps=time_steps)
     b = make_batch(s)
-    rnn = torch.nn.LSTM(s.features, s.hidden, s.layers, bidirectional=True, batch_first=True)
-    head = torch.nn.Linear(2 * s.hidden, s.classes)
-    params = {**dict(rnn.named_parameters()), "head.w": head.weight, "head.b": head.bias}
+    model, name_of = Net(s), param_name(masked=False)  # torch-nn's model
+    params = dict(model.named_parameters())
     with torch.no_grad():
-        for name, value in canonical_weights(s).items():
-            params[name if name.startswith("head.") else rnn_param_name(name)].copy_(torch.from_numpy(value))
+        for canonical, value in canonical_weights(s).items():
+            params[name_of(canonical)].copy_(torch.from_numpy(value))
     x = torch.from_numpy(b.x).requires_grad_()
-    out, _ = rnn(x)
-    F.cross_entropy(head(out[:, -1]), torch.from_numpy(b.y).long()).backward()
+    F.cross_entropy(model(x), torch.from_numpy(b.y).long()).backward()
     g = x.grad
     denormal = (g != 0) & (g.abs() < TINY)
     print(f"T={time_steps}: dLoss/dInput entries denormal {denormal.float().mean().item():.1%}, "

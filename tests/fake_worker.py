@@ -11,6 +11,8 @@ job = json.load(open(job_path))
 if mode == "crash":
     print("fake worker: about to crash", file=sys.stderr)
     sys.exit(3)
+elif mode == "exitmsg":
+    sys.exit("fake worker: gave up")
 elif mode == "segfault":
     import signal
 
@@ -34,6 +36,7 @@ elif mode in ("ok", "env", "stray", "killparent"):
         import signal
 
         os.kill(os.getppid(), signal.SIGKILL)
+        time.sleep(0.5)  # and finish after it: the runner must still wait for this worker
     steps = [{"phase": "warmup", "step": 0, "runtime_s": 0.5, "loss": 3.0}] + [
         {"phase": "measure", "step": i, "runtime_s": 0.1 + 0.001 * i, "loss": 2.9 - 0.1 * i} for i in range(job["steps"])
     ]

@@ -70,6 +70,12 @@ def test_crash_is_recorded_with_stderr(tmp_path):
     assert "about to crash" in doc["stderr_tail"]
 
 
+def test_exit_with_a_message_is_recorded_as_python_reports_it(tmp_path):
+    _, doc = run(tmp_path, "exitmsg")
+    assert doc["status"] == "failed" and "code 1" in doc["reason"]
+    assert "fake worker: gave up" in doc["stderr_tail"]
+
+
 def test_segfault_is_recorded(tmp_path):
     _, doc = run(tmp_path, "segfault")
     assert doc["status"] == "failed" and "code -11" in doc["reason"]

@@ -1,7 +1,7 @@
 """A fork server: one process imports a framework once, then forks a fresh worker for
 each (scenario, implementation). Used by the smoke profile, where the framework's import
-(2-4 s for torch with torch._dynamo, which ``torch.optim`` loads) would otherwise be most
-of each worker's time. Every job still runs in its own process and process group, forked
+(about 4 s for torch and torch._dynamo, which ``torch.optim`` loads, on the 2-core Intel
+development machine) would otherwise be most of each worker's time. Every job still runs in its own process and process group, forked
 from the same just-imported state, so nothing of one job reaches the next; the runner
 times it out and kills it exactly as a spawned worker.
 
@@ -41,7 +41,9 @@ def _child(req: dict) -> None:
             sys.argv = list(argv)
             runpy.run_path(argv[0], run_name="__main__")
         code = 0
-    except SystemExit as e:
+    except SystemExit as e:  # as the interpreter reports it
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except BaseException:
         traceback.print_exc()

@@ -192,16 +192,40 @@ class Forked:
         self.server, self.pid, self.returncode = server, pid, None
 
     def wait(self, timeout: float | None = None) -> int:
-        if self.returncode is None:
+        if self.returncode is not None:
+            return self.returncode
+        if not self.server.broken:
             try:
                 msg = self.server.read(timeout)
             except (EOFError, ValueError):
-                msg = {"returncode": 255}  # the server died with the worker
                 self.server.broken = True
-            if msg is None:
+            else:
+                if msg is None:
+                    raise subprocess.TimeoutExpired("forked worker", timeout)
+                self.returncode = msg["returncode"]
+                return self.returncode
+        # The server died: follow the orphaned worker by its pid (its exit status is lost).
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while _alive(self.pid):
+            if deadline is not None and time.monotonic() >= deadline:
                 raise subprocess.TimeoutExpired("forked worker", timeout)
-            self.returncode = msg["returncode"]
+            time.sleep(0.05)
+        self.returncode = 255
         return self.returncode
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process that is not our child still runs (a zombie does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 class Runner:
