@@ -290,10 +290,12 @@ def test_plots(reported):
     assert png_size(plots / "lstm-1x320-ce-steps.png")[0] == round(WIDTH_IN * DPI)
     for p in plots.iterdir():
         assert p.stat().st_size > 10_000
-    # Not blank: the framework colours are drawn (torch red, pytensor green bars).
+    # Not blank: the implementations' colours are drawn (torch-nn red, pytensor-scan green bars).
+    from rnnbench.impls import colour
+    rgb = lambda hex_: tuple(int(hex_[k:k + 2], 16) for k in (1, 3, 5))
     img = (mpimg.imread(plots / "lstm-1x320-ce.png")[..., :3] * 255).round().astype(int)
     colours = {tuple(c) for c in img.reshape(-1, 3)[::7]}
-    assert (0xd6, 0x27, 0x28) in colours and (0x2c, 0xa0, 0x2c) in colours
+    assert rgb(colour("torch-nn")) in colours and rgb(colour("pytensor-scan")) in colours
 
 
 # --- the comparison -----------------------------------------------------------------------
@@ -434,3 +436,20 @@ def test_cli_compare_and_errors(base, new, tmp_path):
     p = rnnbench("report", base)
     assert p.returncode == 2 and p.stderr.count("\n") == 1
     assert "summary.csv: missing column(s) status, median_s" in p.stderr
+
+
+def test_colours_one_hue_family_per_framework():
+    """Every implementation has its own shade; implementations of one family share a hue."""
+    import colorsys
+
+    from rnnbench.frameworks import FRAMEWORKS
+    from rnnbench.impls import IMPLEMENTATIONS, colour
+
+    shades = {i: colour(i) for i in IMPLEMENTATIONS}
+    assert len(set(shades.values())) == len(shades)
+    hue = lambda c: colorsys.rgb_to_hls(*(int(c[k:k + 2], 16) / 255 for k in (1, 3, 5)))[0]
+    by_family = {}
+    for i, c in shades.items():
+        by_family.setdefault(FRAMEWORKS[IMPLEMENTATIONS[i].framework].family, []).append(hue(c))
+    for family, hues in by_family.items():  # hue is an angle: red sits at both ends
+        assert all(min(abs(a - b), 1 - abs(a - b)) < 0.1 for a in hues for b in hues), family

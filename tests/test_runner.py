@@ -24,7 +24,7 @@ RUNNERS = []
 def launch(request, monkeypatch):
     """Every test here runs twice: workers spawned, and workers forked from a fork server
     (one that preloads a light module, not torch, to keep the tests fast)."""
-    monkeypatch.setattr("rnnbench.runner.PRELOAD", {"torch": ("json",)} if request.param == "forked" else {})
+    monkeypatch.setattr("rnnbench.runner.preload", lambda fw: ("json",) if request.param == "forked" and fw == "torch" else ())
     yield request.param
     while RUNNERS:
         RUNNERS.pop().close_servers()

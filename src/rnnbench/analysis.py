@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import ResultsError
+
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import pandas as pd
@@ -47,10 +49,6 @@ SUMMARY_TEXT = (
 SUMMARY_REQUIRED = ("scenario", "impl", "status", "median_s")
 STEPS_REQUIRED = ("scenario", "impl", "phase", "step", "runtime_s")
 SHAPE_COLUMNS = ("batch", "time_steps", "features", "hidden")
-
-
-class ResultsError(Exception):
-    """A results directory is missing, incomplete or unreadable."""
 
 
 @dataclass

@@ -7,13 +7,10 @@ import os
 import sys
 from pathlib import Path
 
-from .analysis import ResultsError
+from .errors import ResultsError
 from .impls import FRAMEWORKS, IMPLEMENTATIONS, framework_available
-from .results import ResultsFileError
 from .scenarios import DEFAULT_PROFILE, PROFILES, SCENARIOS, SEED_SCENARIOS, select
 
-EXTRA_OF = {"torch": "torch", "tensorflow": "tensorflow", "keras-tensorflow": "keras", "keras-jax": "keras",
-            "keras-torch": "keras", "jax": "jax", "pytensor": "pytensor", "pytensor-jax": "pytensor,jax"}
 
 
 class UsageError(Exception):
@@ -65,7 +62,7 @@ def selection(args, *, default_scenarios=SEED_SCENARIOS):
         fw = sorted(missing)[0]
         raise UsageError(f"framework {fw!r} is not installed (needed by "
                          f"{', '.join(i for i in impls if IMPLEMENTATIONS[i].framework == fw)}): "
-                         f"pip install 'rnnbench[{EXTRA_OF[fw]}]', or choose other implementations with -i")
+                         f"{FRAMEWORKS[fw].install_hint()}, or choose other implementations with -i")
     return [SCENARIOS[s] for s in scenarios], impls, missing
 
 
@@ -86,7 +83,7 @@ def cmd_list(args) -> int:
         print(f" {mark} {s.name:22} {s.description}  [({s.batch}, {s.time_steps}, {s.features})]")
     print("\nImplementations:")
     for i in IMPLEMENTATIONS.values():
-        ok = "installed" if framework_available(i.framework) else f"missing: pip install 'rnnbench[{EXTRA_OF[i.framework]}]'"
+        ok = "installed" if framework_available(i.framework) else 'missing: ' + FRAMEWORKS[i.framework].install_hint()
         print(f"   {i.name:18} {i.framework:17} {ok:10}  {i.description}")
     print("\nFrameworks:")
     for fw in FRAMEWORKS:
@@ -192,7 +189,7 @@ def execute(args, settings) -> tuple[list[dict], bool]:
         for n, (s, impl) in enumerate(jobs, 1):
             fw = IMPLEMENTATIONS[impl].framework
             if fw in missing:
-                runner.skip(s, impl, f"framework {fw} is not installed (pip install 'rnnbench[{EXTRA_OF[fw]}]')")
+                runner.skip(s, impl, f"framework {fw} is not installed ({FRAMEWORKS[fw].install_hint()})")
                 continue
             progress(f"[{n}/{len(jobs)}] {s.name} {impl}")
             doc = runner.run_one(s, impl)
@@ -330,7 +327,7 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(f"rnnbench: error: {e}", file=sys.stderr)
         return 2
-    except (ResultsError, ResultsFileError) as e:  # a missing or corrupt results directory
+    except ResultsError as e:  # a missing or corrupt results directory
         print(f"rnnbench: error: {e}", file=sys.stderr)
         return 2
 

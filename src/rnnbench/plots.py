@@ -19,6 +19,8 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .impls import colour, family_colour
+
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
@@ -29,24 +31,8 @@ WIDTH_IN = 8.0
 BAR_IN = 0.34  # height per bar
 FONT = 9
 
-FRAMEWORK_COLORS = {
-    "torch": "#d62728",
-    "tensorflow": "#ff7f0e",
-    "keras-tensorflow": "#9467bd",
-    "keras-jax": "#e377c2",
-    "keras-torch": "#8c564b",
-    "jax": "#1f77b4",
-    "pytensor": "#2ca02c",
-}
-_SPARE_COLORS = ["#17becf", "#bcbd22", "#7f7f7f", "#393b79", "#637939"]
 _LINESTYLES = ["-", "--", ":", "-."]
 _MARKERS = ["o", "s", "^", "D", "v"]
-
-
-def color(framework: str) -> str:
-    if framework in FRAMEWORK_COLORS:
-        return FRAMEWORK_COLORS[framework]
-    return _SPARE_COLORS[sum(map(ord, framework)) % len(_SPARE_COLORS)]
 
 
 def fmt_ms(seconds: float) -> str:
@@ -98,7 +84,7 @@ def _draw_bars(ax, rows: "pd.DataFrame", labels: list[str], best: float) -> None
     med = rows["median_s"].to_numpy(float) * 1e3
     lo = np.nan_to_num(med - rows["ci_low_s"].to_numpy(float) * 1e3, nan=0.0).clip(0)
     hi = np.nan_to_num(rows["ci_high_s"].to_numpy(float) * 1e3 - med, nan=0.0).clip(0)
-    colors = [color(f) for f in rows["framework"]]
+    colors = [colour(i) for i in rows["impl"]]
     ax.barh(y, med, height=0.68, color=colors, edgecolor="none", zorder=2)
     ax.errorbar(med, y, xerr=[lo, hi], fmt="none", ecolor="#333333", elinewidth=1,
                 capsize=3, zorder=3)
@@ -140,7 +126,7 @@ def _draw_bars(ax, rows: "pd.DataFrame", labels: list[str], best: float) -> None
 def _legend(fig, frameworks: list[str], y_in: float, height_in: float) -> None:
     from matplotlib.patches import Patch
 
-    handles = [Patch(color=color(f), label=f) for f in frameworks]
+    handles = [Patch(color=family_colour(f), label=f) for f in frameworks]
     fig.legend(handles=handles, loc="center", bbox_to_anchor=(0.5, y_in / height_in),
                ncol=min(len(handles), 7), fontsize=FONT - 1, frameon=False,
                handlelength=1.2, columnspacing=1.2)
@@ -278,7 +264,7 @@ def steps_chart(results: "Results", scenario: str, path: Path) -> Path | None:
         max_warm = max(max_warm, len(warm))
         k = per_fw.get(row["framework"], 0)
         per_fw[row["framework"]] = k + 1
-        ax.plot(np.arange(1, len(t) + 1), t, color=color(row["framework"]),
+        ax.plot(np.arange(1, len(t) + 1), t, color=colour(impl),
                 linestyle=_LINESTYLES[k % len(_LINESTYLES)], marker=_MARKERS[k % len(_MARKERS)],
                 markersize=3.5, markevery=max(1, len(t) // 25), linewidth=1.3, label=impl, zorder=3)
     ax.set_yscale("log")

@@ -27,7 +27,7 @@ UNSTABLE_MARK = "\u26a0"  # shown next to a headline number that carries a flag
 
 def write_report(directory: str | Path, *, plots: bool = True) -> Path:
     """Write DIR/report.md (and the charts into DIR/plots/ unless ``plots`` is False).
-    Raises :class:`rnnbench.analysis.ResultsError` for an unreadable directory."""
+    Raises :class:`rnnbench.errors.ResultsError` for an unreadable directory."""
     results = load(directory)
     charts: dict[str, Path] = {}
     if plots:

@@ -20,6 +20,8 @@ import json
 import os
 from pathlib import Path
 
+from .errors import ResultsError
+
 META_SCHEMA = "rnnbench.meta/1"
 RUN_SCHEMA = "rnnbench.run/1"
 
@@ -35,8 +37,6 @@ SUMMARY_COLUMNS = [
 STATUSES = ("ok", "failed", "timeout", "skipped", "interrupted")
 
 
-class ResultsFileError(Exception):
-    """A results file is missing or cannot be read."""
 
 
 def write_json(path: Path, doc: dict) -> None:
@@ -51,7 +51,7 @@ def read_json(path: Path) -> dict:
     try:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
-        raise ResultsFileError(f"cannot read {path}: {e}") from None
+        raise ResultsError(f"cannot read {path}: {e}") from None
 
 
 def run_path(out: Path, scenario: str, impl: str) -> Path:
@@ -101,6 +101,6 @@ def load_runs(out: Path) -> list[dict]:
     for path in sorted((Path(out) / "runs").glob("*.json")):
         doc = read_json(path)
         if doc.get("schema") != RUN_SCHEMA:
-            raise ResultsFileError(f"{path}: not a {RUN_SCHEMA} document")
+            raise ResultsError(f"{path}: not a {RUN_SCHEMA} document")
         docs.append(doc)
     return docs

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import __version__, flops, results, stats
-from .frameworks import PRELOAD
+from .frameworks import FRAMEWORKS
 from .impls import IMPLEMENTATIONS
 from .scenarios import Profile, Scenario, apply_profile
 
@@ -121,7 +121,7 @@ def archive_previous(out: Path) -> Path | None:
         return None
     try:
         old_id = results.read_json(meta).get("run_id") or "unknown"
-    except results.ResultsFileError:
+    except results.ResultsError:
         old_id = "unreadable-" + uuid.uuid4().hex[:6]
     dest = out / "archive" / old_id
     dest.mkdir(parents=True, exist_ok=True)
@@ -129,6 +129,11 @@ def archive_previous(out: Path) -> Path | None:
         if child.name != "archive":
             shutil.move(str(child), dest / child.name)
     return dest
+
+
+def preload(framework: str) -> tuple[str, ...]:
+    """What the framework's fork server imports before forking workers."""
+    return FRAMEWORKS[framework].preload
 
 
 class ForkServer:
@@ -293,7 +298,7 @@ class Runner:
     def fork_server(self, framework: str, env: dict[str, str]) -> ForkServer | None:
         """The framework's fork server when the profile uses one (started on first use;
         None, and a spawned worker, where it cannot start)."""
-        modules = PRELOAD.get(framework)
+        modules = preload(framework)
         if not (self.st.profile.fork_server and modules):
             return None
         server = self.servers.get(framework)

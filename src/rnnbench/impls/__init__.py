@@ -7,8 +7,9 @@ dependency group in pyproject.toml.
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
+
+from ..frameworks import FAMILY_SHADES, FRAMEWORKS
 
 
 @dataclass(frozen=True)
@@ -18,18 +19,6 @@ class Impl:
     target: str  # "module:function" that builds a Trainer
     description: str
 
-
-# framework -> (distributions whose versions are recorded, modules that must import)
-FRAMEWORKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "torch": (("torch",), ("torch",)),
-    "tensorflow": (("tensorflow-cpu", "tensorflow"), ("tensorflow",)),
-    "keras-tensorflow": (("keras", "tensorflow-cpu", "tensorflow"), ("keras", "tensorflow")),
-    "keras-jax": (("keras", "jax", "jaxlib"), ("keras", "jax")),
-    "keras-torch": (("keras", "torch"), ("keras", "torch")),
-    "jax": (("jax", "jaxlib", "flax", "optax"), ("jax", "flax", "optax")),
-    "pytensor": (("pytensor", "numba"), ("pytensor",)),
-    "pytensor-jax": (("pytensor", "jax", "jaxlib"), ("pytensor", "jax")),
-}
 
 _P = "rnnbench.impls."
 IMPLEMENTATIONS: dict[str, Impl] = {
@@ -56,16 +45,24 @@ IMPLEMENTATIONS: dict[str, Impl] = {
 
 
 def framework_available(framework: str) -> bool:
-    return all(importlib.util.find_spec(m) is not None for m in FRAMEWORKS[framework][1])
+    return FRAMEWORKS[framework].installed
 
 
 def framework_versions(framework: str) -> dict[str, str]:
-    from importlib import metadata
+    return FRAMEWORKS[framework].versions()
 
-    out = {}
-    for dist in FRAMEWORKS[framework][0]:
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+
+def colour(impl: str) -> str:
+    """The implementation's colour: its family's hue, its own shade (same everywhere)."""
+    family = FRAMEWORKS[IMPLEMENTATIONS[impl].framework].family if impl in IMPLEMENTATIONS else None
+    if family is None:
+        return "#7f7f7f"
+    siblings = [i for i in IMPLEMENTATIONS.values() if FRAMEWORKS[i.framework].family == family]
+    shades = FAMILY_SHADES[family]
+    return shades[[i.name for i in siblings].index(impl) % len(shades)]
+
+
+def family_colour(framework: str) -> str:
+    """A framework's colour where one colour stands for all its implementations."""
+    fw = FRAMEWORKS.get(framework)
+    return FAMILY_SHADES[fw.family][1] if fw else "#7f7f7f"
