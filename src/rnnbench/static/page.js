@@ -43,7 +43,11 @@
   }
   // Log axes: label 1, 2 and 5 times a power of ten only, so that the labels do not crowd.
   const LOG_TICKS = {
-    callback: (v) => ([1, 2, 5].includes(Math.round(v / 10 ** Math.floor(Math.log10(v)))) ? v.toLocaleString("en-US") : ""),
+    autoSkip: false,
+    callback: (v) => {
+      const mantissa = v / 10 ** Math.floor(Math.log10(v));
+      return [1, 2, 5].some((k) => Math.abs(mantissa - k) < 1e-9) ? v.toLocaleString("en-US") : "";
+    },
   };
   const swatch = (colour) => el("span", { class: "swatch", style: `background:${colour}` });
   function draw(name, canvas, config) {
@@ -153,7 +157,8 @@
       rows: scenarios.map((s) => fastest(rows, s, f) || null),
     }));
     for (const d of datasets) {
-      d.data = d.rows.map((r) => (r ? { y: r.median_ms, yMin: r.ci_low_ms, yMax: r.ci_high_ms } : null));
+      // A gap is a point of nulls: the error-bar plugin cannot read a null point.
+      d.data = d.rows.map((r) => (r ? { y: r.median_ms, yMin: r.ci_low_ms, yMax: r.ci_high_ms } : { y: null, yMin: null, yMax: null }));
     }
     draw("overview", document.getElementById("overview-chart"), {
       type: "barWithErrorBars",
@@ -230,6 +235,8 @@
     const steps = Math.max(...sel.map((r) => r.steps || 0));
     const warm = Math.max(...sel.map((r) => r.warmup || 0));
     if (sel.length) parts.push(`median of ${steps} measured steps after ${warm} warm-up`);
+    const parameters = [...new Set(sel.map((r) => r.parameters).filter((p) => p !== null))];
+    if (parameters.length) parts.push(`${parameters.map((p) => fmt(p, 0)).join(" / ")} parameters`);
     document.getElementById("scenario-desc").textContent = parts.join(" \u00b7 ");
   }
 
@@ -267,8 +274,7 @@
     ["#", true, (r) => r.rank, (r) => (r.rank === null ? DASH : String(r.rank))],
     ["implementation", false, (r) => r.impl, (r) => [swatch(DATA.impls[r.impl].colour), r.impl]],
     ["framework", false, (r) => r.framework],
-    ["status", false, (r) => r.status],
-    ["median", true, (r) => r.median_ms, (r) => timeCell(r)],
+    ["median", true, (r) => r.median_ms, (r) => (r.status === "ok" ? timeCell(r) : r.status)],
     ["95% CI", true, (r) => r.ci_low_ms, (r) => range(r.ci_low_ms, r.ci_high_ms)],
     [`p10${DASH}p90`, true, (r) => r.p10_ms, (r) => range(r.p10_ms, r.p90_ms)],
     ["\u00d7 fastest", true, (r) => r.ratio, (r) => fmt(r.ratio, 2)],
@@ -276,11 +282,9 @@
     ["first step", true, (r) => r.first_step_ms],
     ["GFLOP/s", true, (r) => r.gflops],
     ["efficiency %", true, (r) => r.efficiency_pct, (r) => fmt(r.efficiency_pct, 1)],
-    ["peak RSS MiB", true, (r) => r.peak_rss_mib, (r) => fmt(r.peak_rss_mib, 0)],
-    ["peak GPU MiB", true, (r) => r.peak_gpu_mib, (r) => fmt(r.peak_gpu_mib, 0)],
-    ["parameters", true, (r) => r.parameters, (r) => fmt(r.parameters, 0)],
-    ["checks", false, (r) => r.checks],
-    ["verified", false, (r) => verifiedText(r.verified)],
+    ["RSS MiB", true, (r) => r.peak_rss_mib, (r) => fmt(r.peak_rss_mib, 0)],
+    ["GPU MiB", true, (r) => r.peak_gpu_mib, (r) => fmt(r.peak_gpu_mib, 0)],
+    ["verified", false, (r) => verifiedText(r.verified), (r) => (r.verified === null ? DASH : verifiedText(r.verified))],
     ["flags / reason", false, (r) => (r.status === "ok" ? r.flags.map((f) => `${FLAG} ${f}`).join("; ") : r.reason)],
   ];
 
@@ -291,7 +295,7 @@
     const rest = all.filter((r) => r.status !== "ok");
     for (const r of rest) r.rank = null;
     const gpu = all.some((r) => r.peak_gpu_mib !== null);
-    const columns = COLUMNS.filter(([h]) => gpu || h !== "peak GPU MiB");
+    const columns = COLUMNS.filter(([h]) => gpu || h !== "GPU MiB");
     const head = el("tr", {}, ...columns.map(([h, num]) => el("th", num
       ? { class: "num", text: h, "data-sort-method": "number" } : { text: h })));
     const body = ok.concat(rest).map((r) => {
@@ -299,9 +303,9 @@
         ...columns.map(([h, num, value, text]) => {
           const v = value(r);
           const shown = text ? text(r) : num ? fmt(v) : v;
-          const td = el("td", { class: num ? "num" : h === "status" ? "status" : "" }, ...[].concat(shown));
+          const td = el("td", { class: num ? "num" : h === "flags / reason" ? "reason" : "" }, ...[].concat(shown));
           if (num) td.setAttribute("data-sort", v === null || v === undefined ? "" : String(v));
-          if (h === "verified" && r.verified === false) td.className = "bad";
+          if ((h === "verified" && r.verified === false) || (h === "median" && r.status !== "ok")) td.classList.add("bad");
           return td;
         }));
       // Failed, skipped and timed-out rows stay below the ones that ran, whatever the sort.
@@ -336,7 +340,7 @@
     const colour = DATA.impls[r.impl].colour;
     const canvas = el("canvas");
     const title = el("h4", {}, swatch(colour), r.impl, " ",
-      el("small", { text: (r.status === "ok" ? `median ${fmt(r.median_ms)}` : r.status) + ` \u00b7 first step ${fmt(r.first_step_ms)}` }),
+      el("small", { text: (r.status === "ok" ? `median ${fmt(r.median_ms)}` : r.status) + ` \u00b7 first step ${fmt(r.first_step_ms ?? warm[0] ?? null)}` }),
       outliers.size ? el("small", { text: ` \u00b7 ${outliers.size} outlier${outliers.size > 1 ? "s" : ""}` }) : null);
     const div = el("div", { class: "panel", "data-impl": r.impl, "data-framework": r.framework }, title,
       el("div", { class: "box" }, canvas));
@@ -344,7 +348,6 @@
     if (warm.length) {
       annotations.warmup = {
         type: "box", xMin: 0.5, xMax: warm.length + 0.5, backgroundColor: "rgba(140,149,159,0.18)", borderWidth: 0,
-        label: { display: true, content: "warm-up", position: { x: "center", y: "end" }, font: { size: 10 }, color: "#59636e" },
       };
     }
     if (r.median_ms !== null) {
