@@ -60,7 +60,7 @@ def split_dir(tmp_path_factory) -> Path:
 
 def embedded(html: str) -> dict:
     m = re.search(r'<script type="application/json" id="rnnbench-data">(.*?)</script>', html, re.S)
-    return json.loads(m.group(1).replace("<\\/", "</"))
+    return json.loads(m.group(1))
 
 
 # --- the embedded data (no browser) -----------------------------------------------------------
@@ -139,11 +139,11 @@ def test_render_is_self_contained(tmp_path, split_dir):
 
 def test_script_end_tags_in_data_cannot_break_the_page():
     r = load(FIXTURES / "quick-base")
-    r.summary.loc[0, "reason"] = "</script><script>alert(1)</script>"
+    text = "<!-- <script> </script><script>alert(1)</script> & more"
+    r.summary.loc[0, "reason"] = text
     html = render(r)
-    assert "alert(1)</script>" not in html
-    rows = embedded(html)["runs"][0]["rows"]
-    assert rows[0]["reason"] == "</script><script>alert(1)</script>"
+    assert "alert(1)" in html and "<script>alert(1)" not in html and "<!-- <script>" not in html
+    assert embedded(html)["runs"][0]["rows"][0]["reason"] == text
 
 
 def test_vendored_libraries_are_present_with_licences():
@@ -253,6 +253,25 @@ def test_view_switch_between_devices(page):
     select.select_by_index(1)
     cpu = set(detail_impls(driver))
     assert "tf-cell" in cpu and "torch-nn" not in cpu
+
+
+def test_view_switch_between_runs(browser, tmp_path):
+    from selenium.webdriver.support.ui import Select
+
+    runs = [load(FIXTURES / "quick-base"), load(FIXTURES / "quick-new")]
+    browser.get(write_html(runs, tmp_path / "two.html").resolve().as_uri())
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+    select = Select(browser.find_element("id", "view"))
+    assert [o.text.split(" (")[0] for o in select.options] == ["fixture-quick-base", "fixture-quick-new"]
+
+    def tabs():
+        return [b.text for b in browser.find_elements("css selector", "#scenario-tabs button")]
+
+    assert "lstm-1x320-ce-short" not in tabs()
+    select.select_by_index(1)
+    assert "lstm-1x320-ce-short" in tabs()
+    assert browser.find_element("id", "title").text.startswith("rnnbench results: fixture-quick-new")
+    assert "fixture-quick-new" in browser.find_element("id", "env").text
 
 
 def test_sorting_a_column_reorders_rows(page):

@@ -32,8 +32,8 @@ import numpy as np
 
 from .analysis import Results
 from .impls import IMPLEMENTATIONS, colour, family_colour
-from .report import SECOND_TABLE_SCENARIO, flags
-from .scenarios import SCENARIOS, SEED_SCENARIOS
+from .report import SECOND_TABLE_SCENARIO, _network, flags
+from .scenarios import SCENARIOS
 
 SCHEMA = "rnnbench.page/1"
 STATIC = files("rnnbench") / "static"
@@ -71,7 +71,7 @@ def render(results: Results | Sequence[Results]) -> str:
         "title": _escape_html(title),
         "style": (STATIC / "page.css").read_text(encoding="utf-8"),
         "vendor": "\n".join(_vendor(name) for name in VENDOR),
-        "data": _script_safe(json.dumps(data, separators=(",", ":"), allow_nan=False)),
+        "data": json_for_script(data),
         "app": (STATIC / "page.js").read_text(encoding="utf-8"),
     }
     # One pass, so that a placeholder-like text inside an inlined part stays as it is.
@@ -81,12 +81,14 @@ def render(results: Results | Sequence[Results]) -> str:
 def _vendor(name: str) -> str:
     text = (STATIC / "vendor" / name).read_text(encoding="utf-8")
     # The source maps are not shipped: a reference to one would be a failed request.
-    return _script_safe(re.sub(r"^//# sourceMappingURL=.*$", "", text, flags=re.M))
+    return re.sub(r"^//# sourceMappingURL=.*$", "", text, flags=re.M)
 
 
-def _script_safe(text: str) -> str:
-    """Text that cannot end the <script> element it is inlined in."""
-    return text.replace("</", "<\\/")
+def json_for_script(data: Any) -> str:
+    """JSON that cannot end or alter the <script> element it is inlined in, whatever text
+    (an error message, say) it holds: <, > and & only occur inside strings, as escapes."""
+    text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _escape_html(text: str) -> str:
@@ -122,19 +124,22 @@ def views(runs: Sequence[Results]) -> list[dict[str, Any]]:
     out = []
     for k, r in enumerate(runs):
         label = _run_label(r) if len(runs) > 1 else ""
-        split = False
-        for column in SWITCH_COLUMNS:
-            if column not in r.summary:
-                continue
-            values = [v for v in dict.fromkeys(r.ok[column]) if v]
-            if len(values) > 1:
-                out += [{"label": " · ".join(x for x in (label, f"{column} {v}") if x),
-                         "run": k, "filter": {column: v}} for v in values]
-                split = True
-                break
-        if not split:
+        column, values = _split(r)
+        if values:
+            out += [{"label": " \u00b7 ".join(x for x in (label, f"{column} {v}") if x),
+                     "run": k, "filter": {column: v}} for v in values]
+        else:
             out.append({"label": label or r.run_id, "run": k, "filter": {}})
     return out
+
+
+def _split(r: Results) -> tuple[str, list[str]]:
+    """The first SWITCH_COLUMNS column whose ok rows hold several values, and those values."""
+    for column in SWITCH_COLUMNS:
+        values = [v for v in dict.fromkeys(r.ok[column]) if v] if column in r.summary else []
+        if len(values) > 1:
+            return column, values
+    return "", []
 
 
 def _run_label(r: Results) -> str:
@@ -157,17 +162,14 @@ def _run(r: Results, several: bool) -> dict[str, Any]:
 
 
 def _scenario(runs: Sequence[Results], name: str) -> dict[str, Any]:
-    s = SCENARIOS.get(name)
-    shape = next((sh for r in runs if name in r.scenarios and (sh := r.shape(name))), None)
+    network, loss, masking = _network(name)
     return {
         "name": name,
-        "description": s.description if s else "",
-        "network": (f"{s.layers}x{s.hidden} {'bidir' if s.bidirectional else 'unidir'} "
-                    f"{s.cell.upper()}") if s else "?",
-        "loss": {"ce": "Cross-Entropy", "ctc": "CTC"}.get(s.loss, s.loss) if s else "?",
-        "masking": (s.loss == "ctc") if s else None,
-        "seed": name in SEED_SCENARIOS,
-        "shape": shape,
+        "description": SCENARIOS[name].description if name in SCENARIOS else "",
+        "network": network,
+        "loss": loss,
+        "masking": masking == "Yes",
+        "shape": next((sh for r in runs if name in r.scenarios and (sh := r.shape(name))), None),
     }
 
 
