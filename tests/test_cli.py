@@ -58,3 +58,14 @@ def test_time_unit_rule():
     assert [fmt.seconds(v) for v, _ in cases] == [text for _, text in cases]
     assert fmt.seconds(0.095, like=1.485) == "0.0950 s" and fmt.interval(0.116, 0.12, 0.119) == "116\u2013120 ms"
     assert fmt.ratio(1.1056, 3) == "1.106\u00d7" and fmt.percent(0.452) == "45.2%" and fmt.count(8564538) == "8,564,538"
+
+
+def test_every_scenario_is_valid_in_every_profile():
+    """validate() refuses only what cannot train: the catalogue itself always can, and
+    the smallest --time-steps it suggests for CTC is accepted."""
+    from rnnbench.scenarios import PROFILES, apply_profile, validate
+
+    for profile in PROFILES.values():
+        for s in SCENARIOS.values():
+            validate(apply_profile(s, profile))
+        validate(apply_profile(SCENARIOS["lstm-4x320bi-ctc"], profile, 6))

@@ -101,6 +101,29 @@ def test_load_fixture(base):
 
 # --- the report ---------------------------------------------------------------------------
 
+def test_exports_written_by_the_schema_read_back(base):
+    """schema.cell (full precision, true/false, on/off) writes exports the loader accepts
+    and that read back as the records, value for value."""
+    from rnnbench.schema import COLUMNS, STEPS, SUMMARY, cell, parse
+
+    docs = [json.loads(p.read_text()) for p in sorted((base / "runs").glob("*.json"))]
+    steps = [{**doc, **st} for doc in docs for st in doc["step_log"]]
+    for name, columns, rows in (("summary.csv", SUMMARY, docs), ("results.csv", STEPS, steps)):
+        with open(base / name, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow([c.name for c in columns])
+            w.writerows([cell(c, r.get(c.name)) for c in columns] for r in rows)
+    r = load(base)
+    assert parse(COLUMNS["stable"], cell(COLUMNS["stable"], True)) is True
+    assert (base / "summary.csv").read_text().count(",true,") + (base / "summary.csv").read_text().count(",false,") == 53
+    for doc in docs:
+        if doc["status"] == "ok":
+            row = r.rows(doc["scenario"]).set_index("impl").loc[doc["impl"]]
+            assert row["median_s"] == doc["median_s"] and row["steps"] == doc["steps"]
+            text = {c.name: parse(c, cell(c, doc[c.name])) for c in SUMMARY if c.kind == "float" and c.name in doc}
+            assert all(text[k] == doc[k] for k in text)  # full precision: exact
+
+
 @pytest.fixture(scope="module")
 def reported(tmp_path_factory) -> Path:
     """quick-base with its report and charts written (once for the module)."""
