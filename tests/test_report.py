@@ -21,13 +21,15 @@ import pytest
 pytest.importorskip("pandas")
 pytest.importorskip("matplotlib")
 
-from rnnbench.analysis import ResultsError, load  # noqa: E402
+from fixtures.make_fixtures import edit_runs  # noqa: E402
+from rnnbench.analysis import load  # noqa: E402
 from rnnbench.compare import (  # noqa: E402
     IMPROVEMENT, NEWLY_FAILING, NOT_SIGNIFICANT, REGRESSION, WITHIN, _u_distribution, compare,
     mann_whitney, min_p,
 )
 from rnnbench.plots import DPI, WIDTH_IN, bar_chart_height  # noqa: E402
 from rnnbench.report import write_report  # noqa: E402
+from rnnbench.schema import STEP_COLUMNS, SUMMARY_COLUMNS  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -64,14 +66,8 @@ def table_rows(md: str, first_cell: str) -> list[list[str]]:
     return out
 
 
-def edit_csv(path: Path, edit) -> None:
-    rows = read_summary(path)
-    for r in rows:
-        edit(r)
-    with open(path / "summary.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+def run_doc(path: Path, scenario: str, impl: str) -> dict:
+    return json.loads((path / "runs" / f"{scenario}__{impl}.json").read_text())
 
 
 # --- analysis.load ------------------------------------------------------------------------
@@ -92,59 +88,41 @@ def test_load_fixture(base):
     assert row["ratio"] == pytest.approx(row["median_s"] / fastest)
     best = r.fastest_by_framework()
     assert len(best[best["scenario"] == "lstm-1x320-ce"]) == 7  # one per framework
-
-
-@pytest.mark.parametrize("damage, message", [
-    ("no-dir", "no such results directory"),
-    ("no-meta", "meta.json: missing"),
-    ("bad-meta", "meta.json: not valid JSON"),
-    ("no-summary", "summary.csv: missing"),
-    ("empty-summary", "summary.csv: empty file"),
-    ("ragged-summary", "summary.csv: not a valid CSV"),
-    ("bad-number", "column 'median_s' line 3: not a number"),
-    ("missing-column", "missing column(s) median_s"),
-    ("bad-status", "unknown status 'exploded'"),
-    ("bad-results", "results.csv: line 2: runtime_s is empty"),
-    ("binary-results", "results.csv"),
-])
-def test_load_errors(base, damage, message):
-    summary = base / "summary.csv"
-    lines = summary.read_text().splitlines(keepends=True)
-    target = base
-    if damage == "no-dir":
-        target = base / "nope"
-    elif damage == "no-meta":
-        (base / "meta.json").unlink()
-    elif damage == "bad-meta":
-        (base / "meta.json").write_text('{"run_id": ')
-    elif damage == "no-summary":
-        summary.unlink()
-    elif damage == "empty-summary":
-        summary.write_text("")
-    elif damage == "ragged-summary":
-        summary.write_text("".join(lines[:3]) + "a,b,c," * 20 + "\n" + "".join(lines[3:]))
-    elif damage == "bad-number":
-        summary.write_text(lines[0] + lines[1] + lines[2].replace(",ok,,0.", ",ok,,zero.", 1) + "".join(lines[3:]))
-    elif damage == "missing-column":
-        edit_csv(base, lambda r: r.pop("median_s"))
-    elif damage == "bad-status":
-        edit_csv(base, lambda r: r.update(status="exploded") if r["impl"] == "tf-cell" else None)
-    elif damage == "bad-results":
-        results = base / "results.csv"
-        rl = results.read_text().splitlines(keepends=True)
-        header = rl[0].split(",")
-        cells = rl[1].split(",")
-        cells[header.index("runtime_s")] = ""
-        results.write_text(rl[0] + ",".join(cells) + "".join(rl[2:]))
-    elif damage == "binary-results":
-        (base / "results.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe" * 50)
-    with pytest.raises(ResultsError) as err:
-        load(target)
-    text = str(err.value)
-    assert message in text and "\n" not in text
+    # Every number is the run document's, at full precision (summary.csv has 6 digits).
+    doc = run_doc(base, "gru-1x320-ce", "tf-xla")
+    assert row["median_s"] == doc["median_s"] and row["gflops"] == doc["gflops"]
+    csv_row = next(c for c in read_summary(base) if c["scenario"] == "gru-1x320-ce" and c["impl"] == "tf-xla")
+    assert float(csv_row["gflops"]) != doc["gflops"]  # the export is rounded: not what load reads
+    # Typed columns: whole numbers are integers, booleans booleans, switches on/off.
+    assert str(r.summary["steps"].dtype) == "Int64" and str(r.steps["step"].dtype) == "Int64"
+    assert set(r.summary["stable"].dropna()) == {True, False} and set(r.summary["flush_denormal"]) == {"on"}
+    assert list(r.summary.columns) == SUMMARY_COLUMNS + ["ratio"] and list(r.steps.columns) == STEP_COLUMNS
 
 
 # --- the report ---------------------------------------------------------------------------
+
+def test_exports_written_by_the_schema_read_back(base):
+    """schema.cell (full precision, true/false, on/off) writes exports the loader accepts
+    and that read back as the records, value for value."""
+    from rnnbench.schema import COLUMNS, STEPS, SUMMARY, cell, parse
+
+    docs = [json.loads(p.read_text()) for p in sorted((base / "runs").glob("*.json"))]
+    steps = [{**doc, **st} for doc in docs for st in doc["step_log"]]
+    for name, columns, rows in (("summary.csv", SUMMARY, docs), ("results.csv", STEPS, steps)):
+        with open(base / name, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow([c.name for c in columns])
+            w.writerows([cell(c, r.get(c.name)) for c in columns] for r in rows)
+    r = load(base)
+    assert parse(COLUMNS["stable"], cell(COLUMNS["stable"], True)) is True
+    assert (base / "summary.csv").read_text().count(",true,") + (base / "summary.csv").read_text().count(",false,") == 53
+    for doc in docs:
+        if doc["status"] == "ok":
+            row = r.rows(doc["scenario"]).set_index("impl").loc[doc["impl"]]
+            assert row["median_s"] == doc["median_s"] and row["steps"] == doc["steps"]
+            text = {c.name: parse(c, cell(c, doc[c.name])) for c in SUMMARY if c.kind == "float" and c.name in doc}
+            assert all(text[k] == doc[k] for k in text)  # full precision: exact
+
 
 @pytest.fixture(scope="module")
 def reported(tmp_path_factory) -> Path:
@@ -173,7 +151,7 @@ def test_report_tables(reported):
     assert ctc[8] == "5.56 s (keras-torch) \u26a0"  # verification failed: flagged
     (gru,) = table_rows(md, "[gru-1x320-ce](#gru-1x320-ce)")
     assert gru[1:4] == ["1x320 unidir GRU", "Cross-Entropy", "No"]
-    assert gru[5] == "0.143 s (tf-xla)"
+    assert gru[4] == "119 ms (torch-nn)" and gru[5] == "143 ms (tf-xla)"  # one unit rule
 
     # Second table: the 1x320 LSTM across every implementation, statuses for the gaps.
     (second,) = table_rows(md, "1x320 unidir LSTM")
@@ -181,16 +159,18 @@ def test_report_tables(reported):
     assert len(impl_header) == 3 + 15 and impl_header[3] == "torch-nn"
     cell = dict(zip(impl_header, second))
     assert cell["tf-cudnn"] == "skipped"
-    assert cell["torch-nn"] == "0.0923 s"
-    assert cell["pytensor-scan"] == "0.399 s"
+    assert cell["torch-nn"] == "92.3 ms"
+    assert cell["pytensor-scan"] == "399 ms"
 
     # Detail rows: CI, ratio to the fastest, efficiency, first step, memory, verification.
     r = rows["lstm-4x320bi-ctc/tf-xla"]
     (xla,) = [c for c in table_rows(md, "4") if c[1] == "tf-xla"]
-    assert xla[3] == "2.26" and xla[4] == "1.76\u20133.78"
+    assert xla[3] == "2.26 s" and xla[4] == "1.76\u20133.78 s"
     assert xla[6] == f"{float(r['median_s']) / float(rows['lstm-4x320bi-ctc/torch-nn']['median_s']):.2f}\u00d7"
     assert xla[8] == f"{100 * float(r['efficiency']):.1f}%"
-    assert xla[9] == "37.1" and xla[12] == "yes"
+    assert xla[9] == "37.1 s" and xla[12] == "yes"
+    (nn,) = [c for c in table_rows(md, "1") if c[1] == "torch-nn" and c[3] == "119 ms"]
+    assert nn[4] == "116\u2013120 ms" and nn[9] == "192 ms"  # a CI in its median's unit
     assert "unstable" in xla[-1]
     (keras_torch,) = [c for c in table_rows(md, "12") if c[1] == "keras-torch" and "FAILED" in c[-1]]
     assert keras_torch[12] == "**NO**"
@@ -213,7 +193,7 @@ def test_report_tables(reported):
     # Environment block.
     env = md.split("## Environment")[1]
     for text in ("Intel(R) Xeon(R) CPU @ 2.20GHz, 2 cores", "| **threads** | 2 |",
-                 "| **flush denormals** | on |", "118.4 GFLOP/s (float32 2048\u00b2 matrix product, 2 threads, numpy 2.4.6", "git 97d47db",
+                 "| **flush denormals** | on |", "118 GFLOP/s (float32 2048\u00b2 matrix product, 2 threads, numpy 2.4.6", "git 97d47db",
                  "2 warm-up + 8 measured steps", "(B, T, F) = (25, 100, 123), hidden 320",
                  "| torch | torch 2.13.0+cpu |", "| pytensor | pytensor 3.0.7, numba 0.65.1 |",
                  "`rnnbench run --profile quick`", "41.1 min"):
@@ -243,10 +223,10 @@ def test_report_interrupted_and_nothing_ok(base):
     meta["finished"] = None
     (base / "meta.json").write_text(json.dumps(meta))
 
-    def fail_gru(r):
-        if r["scenario"] == "gru-1x320-ce" and r["status"] == "ok":
-            r.update(status="interrupted", reason="interrupted by the user (Ctrl-C)", median_s="")
-    edit_csv(base, fail_gru)
+    def fail_gru(doc):
+        if doc["scenario"] == "gru-1x320-ce" and doc["status"] == "ok":
+            doc.update(status="interrupted", reason="interrupted by the user (Ctrl-C)", median_s=None)
+    edit_runs(base, fail_gru)
     md = write_report(base).read_text()
     assert "**This run did not finish**" in md and "**did not finish**" in md
     (gru,) = table_rows(md, "[gru-1x320-ce](#gru-1x320-ce)")
@@ -258,16 +238,16 @@ def test_report_interrupted_and_nothing_ok(base):
 
 
 def test_report_gpu_columns(base):
-    def on_gpu(r):
-        r.update(device="cuda", device_name="NVIDIA H100 80GB HBM3")
-        if r["status"] == "ok":
-            r["peak_gpu_mb"] = "1234.5"
-    edit_csv(base, on_gpu)
+    def on_gpu(doc):
+        doc.update(device="cuda", device_name="NVIDIA H100 80GB HBM3")
+        if doc["status"] == "ok":
+            doc["peak_gpu_mb"] = 1234.5
+    edit_runs(base, on_gpu)
     md = write_report(base, plots=False).read_text()
     assert "| **device** | requested auto; used cuda (NVIDIA H100 80GB HBM3) |" in md
     header = table_rows(md, "#")[0]
     assert "peak GPU MB" in header
-    (row,) = [c for c in table_rows(md, "1") if c[1] == "torch-nn" and c[3] == "0.119"]
+    (row,) = [c for c in table_rows(md, "1") if c[1] == "torch-nn" and c[3] == "119 ms"]
     assert row[header.index("peak GPU MB")] == "1,234"
 
 
@@ -303,9 +283,8 @@ def test_plots(reported):
 def test_compare(base, new):
     c = compare(base, new, factor=1.05)
     assert c.row("gru-1x320-ce", "torch-nn").verdict == REGRESSION
-    medians = {(d, r["scenario"], r["impl"]): r["median_s"] for d in (base, new) for r in read_summary(d)}
-    assert c.row("gru-1x320-ce", "torch-nn").ratio == pytest.approx(
-        float(medians[new, "gru-1x320-ce", "torch-nn"]) / float(medians[base, "gru-1x320-ce", "torch-nn"]))
+    assert c.row("gru-1x320-ce", "torch-nn").ratio == (  # the records' medians, not the CSV's
+        run_doc(new, "gru-1x320-ce", "torch-nn")["median_s"] / run_doc(base, "gru-1x320-ce", "torch-nn")["median_s"])
     assert c.row("lstm-1x320-ce", "jax-scan").verdict == IMPROVEMENT
     assert c.row("lstm-1x320-ce", "keras-torch").verdict == NEWLY_FAILING
     noisy = c.row("lstm-4x320bi-ctc", "tf-xla")  # 1.4x slower, but its steps are all over
@@ -315,13 +294,15 @@ def test_compare(base, new):
     assert {(r.scenario, r.impl) for r in c.regressions} == {
         ("gru-1x320-ce", "torch-nn"), ("lstm-1x320-ce", "keras-torch")}
 
-    # Geometric mean over the cells ok in both runs, computed here from the CSVs.
-    b = {(r["scenario"], r["impl"]): r for r in read_summary(base) if r["status"] == "ok"}
-    n = {(r["scenario"], r["impl"]): r for r in read_summary(new) if r["status"] == "ok"}
+    # Geometric mean over the cells ok in both runs, computed here from the run documents.
+    def medians(d):
+        docs = [json.loads(p.read_text()) for p in (d / "runs").glob("*.json")]
+        return {(x["scenario"], x["impl"]): x["median_s"] for x in docs if x["status"] == "ok"}
+    b, n = medians(base), medians(new)
     common = sorted(set(b) & set(n))
-    logs = [math.log(float(n[k]["median_s"]) / float(b[k]["median_s"])) for k in common]
+    logs = [math.log(n[k] / b[k]) for k in common]
     assert len(c.compared) == len(common) == 48
-    assert c.geomean == pytest.approx(math.exp(sum(logs) / len(logs)), rel=1e-9)
+    assert c.geomean == pytest.approx(math.exp(sum(logs) / len(logs)), rel=1e-12)
 
     assert "scenarios only in new: lstm-1x320-ce-short" in c.mismatches
     assert "implementations only in base: pytensor-scan" in c.mismatches
@@ -329,7 +310,7 @@ def test_compare(base, new):
     assert "**REGRESSION**" in md and "1 regression, 1 newly failing, 1 improvement" in md
     assert f"geometric mean new/base {c.geomean:.3f}\u00d7 over 48 cells" in md
     (row,) = [r for r in table_rows(md, "gru-1x320-ce") if r[1] == "torch-nn"]
-    assert row[2:5] == ["0.119", "0.132", "1.106\u00d7"] and row[6] == "<0.001"
+    assert row[2:5] == ["119 ms", "132 ms", "1.106\u00d7"] and row[6] == "<0.001"
     assert row[7].startswith("**regression** (+11%)")
     assert "Mann\u2013Whitney" in md and "### Not compared" in md
     assert "worker killed by signal 9" in md
@@ -356,11 +337,11 @@ def test_compare_mismatches(base, new):
     meta.update(profile="seed", threads=1)
     (new / "meta.json").write_text(json.dumps(meta))
 
-    def longer(r):
-        r["profile"] = "seed"
-        if r["scenario"] == "lstm-1x320-ce":
-            r["time_steps"] = "1000"
-    edit_csv(new, longer)
+    def longer(doc):
+        doc["profile"] = "seed"
+        if doc["scenario"] == "lstm-1x320-ce":
+            doc["time_steps"] = 1000
+    edit_runs(new, longer)
     c = compare(base, new)
     assert "profiles differ: base quick, new seed; only scenarios whose shapes match are compared" \
         in c.mismatches
@@ -376,8 +357,7 @@ def test_compare_mismatches(base, new):
 
 def test_compare_without_samples_uses_confidence_intervals(base, new):
     for d in (base, new):
-        lines = (d / "results.csv").read_text().splitlines(keepends=True)
-        (d / "results.csv").write_text(lines[0])
+        edit_runs(d, lambda doc: doc.update(step_log=[]))
     c = compare(base, new)
     r = c.row("gru-1x320-ce", "torch-nn")
     assert r.method == "ci-overlap" and r.verdict == REGRESSION and "confidence intervals" in r.note
@@ -385,11 +365,12 @@ def test_compare_without_samples_uses_confidence_intervals(base, new):
 
 
 def test_compare_too_few_steps_warns(base, new):
+    def three_steps(doc):
+        doc["step_log"] = [st for st in doc["step_log"] if st["phase"] == "warmup" or st["step"] < 3]
+        if doc["status"] == "ok":
+            doc["median_s"] = float(np.median([st["runtime_s"] for st in doc["step_log"] if st["phase"] == "measure"]))
     for d in (base, new):
-        path = d / "results.csv"
-        lines = path.read_text().splitlines(keepends=True)
-        keep = [ln for ln in lines[1:] if ",measure," not in ln or ln.split(",")[7] in ("0", "1", "2")]
-        path.write_text(lines[0] + "".join(keep))
+        edit_runs(d, three_steps)
     c = compare(base, new)
     assert c.row("gru-1x320-ce", "torch-nn").p_value == pytest.approx(0.1)
     assert c.row("gru-1x320-ce", "torch-nn").verdict == NOT_SIGNIFICANT
@@ -432,10 +413,11 @@ def test_cli_compare_and_errors(base, new, tmp_path):
     assert p.returncode == 1
     p = rnnbench("compare", base, base, "--fail-on-regression")
     assert p.returncode == 0 and "**no regression**" in p.stdout
-    (base / "summary.csv").write_text("scenario,impl\nx\n")
+    text = (base / "summary.csv").read_text()
+    (base / "summary.csv").write_text(text.replace(",0.119174,", ",0.1,", 1))  # cut inside a number
     p = rnnbench("report", base)
-    assert p.returncode == 2 and p.stderr.count("\n") == 1
-    assert "summary.csv: missing column(s) status, median_s" in p.stderr
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and not (base / "report.md").exists()
+    assert "summary.csv: line 2 field 'median_s': '0.1' disagrees with 0.119174" in p.stderr
 
 
 def test_colours_one_hue_family_per_framework():

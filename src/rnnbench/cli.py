@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
+import math
 import os
 import sys
 from pathlib import Path
 
+from . import fmt
 from .errors import ResultsError
 from .impls import FRAMEWORKS, IMPLEMENTATIONS, framework_available
-from .scenarios import DEFAULT_PROFILE, PROFILES, SCENARIOS, SEED_SCENARIOS, select
-
+from .scenarios import DEFAULT_PROFILE, PROFILES, SCENARIOS, SEED_SCENARIOS, apply_profile, select, validate
 
 
 class UsageError(Exception):
@@ -22,33 +25,107 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
-def positive_int(text: str) -> int:
+def _convert(text: str, convert, what: str):
     try:
-        value = int(text)
+        return convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    value = _convert(text, int, "a whole number")
     if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
     return value
 
 
 def non_negative_int(text: str) -> int:
-    return 0 if text.strip() == "0" else positive_int(text)
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text}")
+    value = _convert(text, int, "a whole number")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
     return value
 
 
+def seconds(text: str) -> float:
+    value = _convert(text, float, "a number of seconds")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds > 0, got {text!r}")
+    return value
+
+
+def slowdown(text: str) -> float:
+    value = _convert(text, float, "a ratio")
+    if not (math.isfinite(value) and value >= 1):
+        raise argparse.ArgumentTypeError(f"expected a finite ratio >= 1 (1.05: slower by more than 5%), "
+                                         f"got {text!r}")
+    return value
+
+
+def directory(text: str) -> str:
+    """A path to read results from: not empty (which would mean the current directory)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a directory, got an empty path")
+    return text
+
+
+def out_dir(text: str) -> str:
+    """A directory that exists or can be made, and can be written: checked before anything
+    runs, so that a run never ends in an error for want of a place to put its results."""
+    path = Path(directory(text))
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} exists and is not a directory")
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot create {text}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write into {parent}: permission denied or read-only")
+    return text
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask), not all the machine has."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def check_threads(args) -> None:
+    """More threads than cores is refused unless asked for: oversubscribed runs measured
+    here took 25-90x as long (--threads 999 on 2 cores), a number about the OS scheduler,
+    not about the framework."""
+    threads, cores = getattr(args, "threads", None), usable_cores()
+    if threads and threads > cores and not args.oversubscribe:
+        raise UsageError(f"--threads {threads} is more than the {cores} CPU core(s) this process may use: "
+                         f"oversubscribed runs measure the scheduler, not the framework (25-90x slower here); "
+                         f"choose --threads {cores} or fewer, or add --oversubscribe to measure it on purpose")
+
+
+def require(modules: tuple[str, ...]) -> None:
+    """Import the packages a command needs now, so that a missing or broken one (a stray
+    ``numpy/`` on PYTHONPATH) is one line that names it, not a traceback halfway through."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # a broken package can raise anything at import
+            install = "numpy" if name == "numpy" else "'rnnbench[report]'"
+            if isinstance(e, ModuleNotFoundError) and e.name == name:
+                raise UsageError(f"{name} is not installed: pip install {install}") from None
+            try:
+                where = importlib.util.find_spec(name).origin
+            except Exception:
+                where = "?"
+            why = " ".join(str(e).split())[:200] or type(e).__name__
+            raise UsageError(f"{name} cannot be imported ({why}) from {where}: remove that copy from "
+                             f"PYTHONPATH, or reinstall it (pip install --force-reinstall {install})") from None
+
+
 def selection(args, *, default_scenarios=SEED_SCENARIOS):
-    """Scenarios and implementations chosen by -s/-i globs; one-line errors for bad names
-    and for explicitly chosen implementations whose framework is not installed."""
+    """Scenarios and implementations chosen by -s/-i globs; one-line errors for bad names,
+    for scenarios the profile and --time-steps make impossible (scenarios.validate), and
+    for explicitly chosen implementations whose framework is not installed."""
     try:
         scenarios = select(args.scenario, SCENARIOS, default_scenarios)
     except ValueError as e:
@@ -57,6 +134,12 @@ def selection(args, *, default_scenarios=SEED_SCENARIOS):
         impls = select(args.impl, IMPLEMENTATIONS)
     except ValueError as e:
         raise UsageError(f"no implementation matches {str(e)!r}; `rnnbench list` shows them") from None
+    profile = PROFILES[getattr(args, "profile", None) or DEFAULT_PROFILE]
+    for name in scenarios:
+        try:
+            validate(apply_profile(SCENARIOS[name], profile, getattr(args, "time_steps", None)))
+        except ValueError as e:
+            raise UsageError(str(e)) from None
     missing = {IMPLEMENTATIONS[i].framework for i in impls if not framework_available(IMPLEMENTATIONS[i].framework)}
     if args.impl and missing:
         fw = sorted(missing)[0]
@@ -115,18 +198,6 @@ class Progress:
         print(line, file=self.stream, flush=True)
 
 
-def fmt_s(v, like=None) -> str:
-    """Seconds, or milliseconds below 0.1 s; ``like`` picks the unit from another value
-    (a CI bound is shown in its median's unit)."""
-    if v in (None, ""):
-        return "-"
-    return f"{v * 1000:.2f}ms" if (v if like is None else like) < 0.1 else f"{v:.3f}"
-
-
-def fmt_ci(doc: dict) -> str:
-    return f"[{fmt_s(doc['ci_low_s'], doc['median_s'])}, {fmt_s(doc['ci_high_s'], doc['median_s'])}]"
-
-
 def result_line(doc: dict) -> str:
     if doc["status"] != "ok":
         return f"  {doc['status']:8} {doc['reason']}"
@@ -135,19 +206,23 @@ def result_line(doc: dict) -> str:
         return f"  {ver or doc.get('verify_message', '')}"
     warn = "" if doc.get("stable") else "  (unstable)"
     checks = "" if doc["checks"] == "ok" else f"  CHECKS {doc['checks']}"
-    return (f"  ok       median {fmt_s(doc['median_s'])}/step {fmt_ci(doc)}"
-            f"  first {fmt_s(doc['first_step_s'])}  {ver}{checks}{warn}")
+    median = doc["median_s"]
+    return (f"  ok       median {fmt.seconds(median)}/step, 95% CI "
+            f"{fmt.interval(doc.get('ci_low_s'), doc.get('ci_high_s'), median)}"
+            f"  first {fmt.seconds(doc.get('first_step_s'))}  {ver}{checks}{warn}")
 
 
 def final_table(docs: list[dict]) -> str:
-    head = f"{'scenario':18} {'impl':17} {'status':8} {'median':>9} {'95% CI':>19} {'GFLOP/s':>8} {'eff':>5} {'RSS MB':>7} {'checks':8} verified"
+    head = (f"{'scenario':18} {'impl':17} {'status':8} {'median':>9} {'95% CI':>17} {'GFLOP/s':>8} "
+            f"{'eff':>7} {'RSS MB':>7} {'checks':8} verified")
     lines = [head, "-" * len(head)]
     for d in docs:
         if d["status"] == "ok":
-            ci = fmt_ci(d)
-            eff = f"{100 * d['efficiency']:.0f}%" if d.get("efficiency") else "-"
-            lines.append(f"{d['scenario']:18} {d['impl']:17} {'ok':8} {fmt_s(d['median_s']):>9} {ci:>19} "
-                         f"{d['gflops']:8.2f} {eff:>5} {d['peak_rss_mb']:7.0f} {d['checks']:8} {d.get('verified') or '-'}")
+            median = d["median_s"]
+            ci = fmt.interval(d.get("ci_low_s"), d.get("ci_high_s"), median)
+            lines.append(f"{d['scenario']:18} {d['impl']:17} {'ok':8} {fmt.seconds(median):>9} {ci:>17} "
+                         f"{fmt.number(d.get('gflops')):>8} {fmt.percent(d.get('efficiency')):>7} "
+                         f"{fmt.number(d.get('peak_rss_mb')):>7} {d['checks']:8} {d.get('verified') or fmt.MISSING}")
         else:
             lines.append(f"{d['scenario']:18} {d['impl']:17} {d['status']:8} {d['reason'][:70]}")
     return "\n".join(lines)
@@ -256,11 +331,9 @@ def cmd_report(args) -> int:
 def cmd_compare(args) -> int:
     from .compare import compare
 
-    if args.factor < 1:
-        raise UsageError(f"--factor must be >= 1 (a slowdown ratio), got {args.factor:g}")
     c = compare(Path(args.base), Path(args.new), factor=args.factor)
     print(c.to_markdown())
-    return 1 if args.fail_on_regression and c.has_regression else 0
+    return 1 if args.fail_on_regression and (c.has_regression or not c.compared) else 0
 
 
 def build_parser() -> Parser:
@@ -278,9 +351,11 @@ def build_parser() -> Parser:
         sp.add_argument("-i", "--impl", action="append", metavar="GLOB",
                         help="implementation name or glob, repeatable (default: all installed)")
         sp.add_argument("--threads", type=positive_int, help="CPU threads for every framework (default: all cores)")
+        sp.add_argument("--oversubscribe", action="store_true",
+                        help="allow --threads above the number of cores (refused otherwise: it measures the scheduler)")
         sp.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="cuda where the framework sees a GPU (auto, the default), or force one")
-        sp.add_argument("--timeout", type=positive_float, metavar="S", help="seconds per worker (default: the profile's)")
+        sp.add_argument("--timeout", type=seconds, metavar="S", help="seconds per worker (default: the profile's)")
         sp.add_argument("--no-flush-denormal", dest="flush_denormal", action="store_false",
                         help="leave denormal floats unflushed (to see their cost)")
 
@@ -292,44 +367,61 @@ def build_parser() -> Parser:
     run.add_argument("--steps", type=positive_int, help="measured steps (default: the profile's)")
     run.add_argument("--warmup", type=non_negative_int, help="warm-up steps, not in the statistics (default: the profile's)")
     run.add_argument("--time-steps", type=positive_int, metavar="T", help="override the time axis length")
-    run.add_argument("--out", default="results", metavar="DIR", help="results directory (default: results)")
+    run.add_argument("--out", type=out_dir, default="results", metavar="DIR", help="results directory (default: results)")
     run.add_argument("--no-verify", dest="verify", action="store_false",
                      help="skip the one-step check against the float64 reference")
     run.add_argument("--no-report", action="store_true", help="do not write report.md and plots")
-    run.set_defaults(func=cmd_run)
+    run.set_defaults(func=cmd_run, needs=("numpy",))
 
     ver = sub.add_parser("verify", help="check one training step of each implementation against the float64 reference",
                          description="Run one training step at the smoke size in each implementation's own worker and "
                                      "compare the loss and the updated weights with the float64 NumPy reference.")
     selection_args(ver)
-    ver.add_argument("--out", default=None, metavar="DIR", help="keep the worker logs here (default: a temporary directory)")
-    ver.set_defaults(func=cmd_verify)
+    ver.add_argument("--out", type=out_dir, default=None, metavar="DIR", help="keep the worker logs here (default: a temporary directory)")
+    ver.set_defaults(func=cmd_verify, needs=("numpy",))
 
     rep = sub.add_parser("report", help="write DIR/report.md and DIR/plots/ from a results directory",
                          description="Write report.md and PNG charts from a results directory.")
-    rep.add_argument("dir", help="results directory (as written by `rnnbench run`)")
-    rep.set_defaults(func=cmd_report)
+    rep.add_argument("dir", type=directory, help="results directory (as written by `rnnbench run`)")
+    rep.set_defaults(func=cmd_report, needs=("numpy", "pandas", "matplotlib"))
 
     cmp = sub.add_parser("compare", help="compare two results directories",
                          description="Ratio of medians per (scenario, implementation), significance, geometric mean.")
-    cmp.add_argument("base")
-    cmp.add_argument("new")
-    cmp.add_argument("--factor", type=positive_float, default=1.05, help="flag slowdowns beyond this ratio (default 1.05)")
-    cmp.add_argument("--fail-on-regression", action="store_true", help="exit 1 when a regression is flagged")
-    cmp.set_defaults(func=cmd_compare)
+    cmp.add_argument("base", type=directory)
+    cmp.add_argument("new", type=directory)
+    cmp.add_argument("--factor", type=slowdown, default=1.05, help="flag slowdowns beyond this ratio (default 1.05)")
+    cmp.add_argument("--fail-on-regression", action="store_true",
+                     help="exit 1 when a regression is flagged, or when no cell ran ok in both runs")
+    cmp.set_defaults(func=cmd_compare, needs=("numpy", "pandas"))
     return p
 
 
 def main(argv=None) -> int:
+    """Exit status: that of the command; 2 for bad input (one line on stderr), 130 on
+    Ctrl-C, 141 (128 + SIGPIPE, as a Unix tool) when the reader of stdout went away."""
+    try:
+        code = _command(argv)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+        return code
+    except (UsageError, ResultsError) as e:  # bad input; a missing, damaged or unwritable directory
+        print(f"rnnbench: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `rnnbench list | head -1`: end quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except KeyboardInterrupt:
+        print("rnnbench: interrupted", file=sys.stderr)
+        return 130
+
+
+def _command(argv) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return args.func(args)
-    except UsageError as e:
-        print(f"rnnbench: error: {e}", file=sys.stderr)
-        return 2
-    except ResultsError as e:  # a missing or corrupt results directory
-        print(f"rnnbench: error: {e}", file=sys.stderr)
-        return 2
+    except SystemExit as e:  # --help has printed its text (main flushes it)
+        return e.code or 0
+    check_threads(args)
+    require(getattr(args, "needs", ()))
+    return args.func(args)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,10 @@ flag, device, CPU, GEMM rate, framework versions) are listed but do not stop a c
     from rnnbench.compare import compare
     c = compare("results/base", "results/new", factor=1.05)
     print(c.to_markdown())
-    raise SystemExit(1 if c.has_regression else 0)
+    raise SystemExit(1 if c.has_regression or not c.compared else 0)
+
+When no cell ran ok in both runs, the verdict says NOTHING COMPARED, and
+``rnnbench compare --fail-on-regression`` exits 1: a gate that compared nothing must not pass.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import fmt
 from .analysis import Results, load
 
 EXACT_MAX = 50  # exact Mann-Whitney distribution up to this many samples per side
@@ -190,8 +194,10 @@ class Comparison:
         if fail:
             parts.insert(1, f"{len(fail)} newly failing")
         g = self.geomean
-        gm = (f"geometric mean new/base {g:.3f}\u00d7 over {len(self.compared)} cells"
-              if g is not None else "no cell ran ok in both runs")
+        if g is not None:
+            gm = f"geometric mean new/base {fmt.ratio(g, 3)} over {len(self.compared)} cells"
+        else:
+            gm = "no cell ran ok in both runs" if self.rows else "no (scenario, implementation) is in both runs"
         return ", ".join(parts) + "; " + gm
 
     def to_markdown(self, all_rows: bool = True) -> str:
@@ -204,21 +210,22 @@ class Comparison:
                 f"(or below 1/{self.factor:g}) and the two-sided Mann\u2013Whitney U test on the "
                 f"measured per-step times gives p < {self.alpha:g}; 95% CI: bootstrap of the "
                 "ratio of medians.", ""]
-        verdict = "REGRESSION" if self.has_regression else "no regression"
+        verdict = ("REGRESSION" if self.has_regression else
+                   "NOTHING COMPARED" if not self.compared else "no regression")
         out += [f"**{verdict}**: {self.summary_line()}.", ""]
         out += [f"> Warning: {w}" for w in self.warnings] + ([""] if self.warnings else [])
         shown = [r for r in self.rows if all_rows or r.verdict not in (WITHIN, NOT_SIGNIFICANT)]
         if shown:
-            table = [["scenario", "implementation", "base s", "new s", "new/base", "95% CI", "p",
+            table = [["scenario", "implementation", "base", "new", "new/base", "95% CI", "p",
                       "verdict"]]
             for r in shown:
                 table.append([
                     r.scenario, r.impl,
-                    _s(r.base_median_s) if r.base_status == "ok" else r.base_status,
-                    _s(r.new_median_s) if r.new_status == "ok" else r.new_status,
-                    f"{r.ratio:.3f}\u00d7" if r.ratio is not None else "",
-                    f"{r.ci[0]:.3f}\u2013{r.ci[1]:.3f}" if r.ci else "",
-                    _p(r.p_value) if r.method == "mann-whitney" else ("CI" if r.method else ""),
+                    fmt.seconds(r.base_median_s) if r.base_status == "ok" else r.base_status,
+                    fmt.seconds(r.new_median_s, like=r.base_median_s) if r.new_status == "ok" else r.new_status,
+                    fmt.ratio(r.ratio, 3) if r.ratio is not None else "",
+                    fmt.ratio_interval(*r.ci) if r.ci else "",
+                    fmt.p_value(r.p_value) if r.method == "mann-whitney" else ("CI" if r.method else ""),
                     _verdict(r),
                 ])
             out += [_md_table(table), ""]
@@ -230,19 +237,6 @@ class Comparison:
         if self.differences:
             out += ["### Environment differences", ""] + [f"- {d}" for d in self.differences] + [""]
         return "\n".join(out).rstrip() + "\n"
-
-
-def _s(v) -> str:
-    if v is None or v != v:
-        return ""
-    decimals = max(0, 2 - math.floor(math.log10(abs(v)))) if v else 0
-    return f"{v:.{decimals}f}"
-
-
-def _p(p) -> str:
-    if p is None or p != p:
-        return ""
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def _verdict(r: Row) -> str:
@@ -259,7 +253,7 @@ def _md_table(rows: list[list[str]]) -> str:
         return str(c).replace("|", "\\|")
 
     header, body = rows[0], rows[1:]
-    align = ["---:" if h in ("base s", "new s", "new/base", "95% CI", "p") else ":---" for h in header]
+    align = ["---:" if h in ("base", "new", "new/base", "95% CI", "p") else ":---" for h in header]
     lines = ["| " + " | ".join(map(cell, header)) + " |", "| " + " | ".join(align) + " |"]
     lines += ["| " + " | ".join(map(cell, r)) + " |" for r in body]
     return "\n".join(lines)
@@ -279,7 +273,7 @@ def _env_differences(base: Results, new: Results) -> list[str]:
     bg = (b.get("gemm") or {}).get("gflops")
     ng = (n.get("gemm") or {}).get("gflops")
     if bg and ng and abs(ng / bg - 1) > 0.1:
-        out.append(f"GEMM rate: base {bg:.1f}, new {ng:.1f} GFLOP/s ({ng / bg:.2f}\u00d7): "
+        out.append(f"GEMM rate: base {fmt.number(bg)}, new {fmt.number(ng)} GFLOP/s ({fmt.ratio(ng / bg)}): "
                    "the machine itself was faster or slower")
     bv = base.summary.groupby("framework")["version"].first().to_dict()
     nv = new.summary.groupby("framework")["version"].first().to_dict()
@@ -297,7 +291,7 @@ def _env_differences(base: Results, new: Results) -> list[str]:
 def compare(base_dir: str | Path | Results, new_dir: str | Path | Results,
             factor: float = 1.05, alpha: float = 0.05) -> Comparison:
     """Compare two results directories (or loaded :class:`Results`). Raises ResultsError."""
-    if factor < 1:
+    if not factor >= 1:  # NaN too
         raise ValueError(f"factor must be >= 1 (got {factor})")
     base = base_dir if isinstance(base_dir, Results) else load(base_dir)
     new = new_dir if isinstance(new_dir, Results) else load(new_dir)

@@ -3,11 +3,13 @@
 * ``overview.png``: the seed's first table as bars: per scenario, each framework's fastest
   implementation;
 * ``<scenario>.png``: every implementation of one scenario, horizontal bars of the median
-  milliseconds per step with 95% CI whiskers, annotated with the time and the ratio to the
+  time per step with 95% CI whiskers, annotated with the time and the ratio to the
   fastest; failed and skipped implementations are listed under the chart, not drawn;
 * ``<scenario>-steps.png``: every step's time over the run (log scale, warm-up shaded),
   one line per implementation.
 
+Times are drawn in the unit ``rnnbench.fmt`` gives the fastest median of the chart (ms for
+most quick-profile scenarios, s for slower ones), labelled on the axis.
 Colours belong to frameworks and are the same in every chart and every run. Figures have a
 fixed width (``WIDTH_IN`` x ``DPI`` pixels) and a height that grows with the number of bars.
 """
@@ -19,6 +21,7 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import fmt
 from .impls import colour, family_colour
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,16 +36,6 @@ FONT = 9
 
 _LINESTYLES = ["-", "--", ":", "-."]
 _MARKERS = ["o", "s", "^", "D", "v"]
-
-
-def fmt_ms(seconds: float) -> str:
-    """About three significant digits in milliseconds: 1.23 ms, 45.6 ms, 132 ms, 1,321 ms."""
-    ms = seconds * 1e3
-    if ms >= 100:
-        return f"{ms:,.0f} ms"
-    if ms >= 10:
-        return f"{ms:.1f} ms"
-    return f"{ms:.2f} ms"
 
 
 def safe_name(name: str) -> str:
@@ -75,15 +68,17 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _draw_bars(ax, rows: "pd.DataFrame", labels: list[str], best: float) -> None:
-    """Horizontal bars (fastest on top) of median ms with CI whiskers and annotations."""
+def _draw_bars(ax, rows: "pd.DataFrame", labels: list[str], best: float) -> str:
+    """Horizontal bars (fastest on top) of the medians with CI whiskers and annotations,
+    in the time unit of the fastest (``fmt.time_unit``); returns that unit."""
     import numpy as np
 
+    unit, scale = fmt.time_unit(best)
     n = len(rows)
     y = np.arange(n)[::-1]
-    med = rows["median_s"].to_numpy(float) * 1e3
-    lo = np.nan_to_num(med - rows["ci_low_s"].to_numpy(float) * 1e3, nan=0.0).clip(0)
-    hi = np.nan_to_num(rows["ci_high_s"].to_numpy(float) * 1e3 - med, nan=0.0).clip(0)
+    med = rows["median_s"].to_numpy(float) / scale
+    lo = np.nan_to_num(med - rows["ci_low_s"].to_numpy(float) / scale, nan=0.0).clip(0)
+    hi = np.nan_to_num(rows["ci_high_s"].to_numpy(float) / scale - med, nan=0.0).clip(0)
     colors = [colour(i) for i in rows["impl"]]
     ax.barh(y, med, height=0.68, color=colors, edgecolor="none", zorder=2)
     ax.errorbar(med, y, xerr=[lo, hi], fmt="none", ecolor="#333333", elinewidth=1,
@@ -103,7 +98,7 @@ def _draw_bars(ax, rows: "pd.DataFrame", labels: list[str], best: float) -> None
     texts = []
     for k, (_, row) in enumerate(rows.iterrows()):
         ratio = row["median_s"] / best
-        text = f"{fmt_ms(row['median_s'])}  ({ratio:.2f}\u00d7)"
+        text = f"{fmt.seconds(row['median_s'], like=best)}  ({fmt.ratio(ratio)})"
         flags = _flags(row)
         if flags:
             text += "  \u26a0 " + ", ".join(flags)
@@ -121,6 +116,7 @@ def _draw_bars(ax, rows: "pd.DataFrame", labels: list[str], best: float) -> None
         if frac > 0.15:
             need = max(need, ends[k] / frac)
     ax.set_xlim(0, need)
+    return unit
 
 
 def _legend(fig, frameworks: list[str], y_in: float, height_in: float) -> None:
@@ -181,8 +177,8 @@ def bar_chart(results: "Results", scenario: str, path: Path) -> Path | None:
     bottom = axis_bottom + legend_h + note_h
     ax = fig.add_axes((left / WIDTH_IN, bottom / height, 1 - (left + 0.2) / WIDTH_IN,
                        (height - top - bottom) / height))
-    _draw_bars(ax, ok, labels, float(ok["median_s"].min()))
-    ax.set_xlabel("median time per training step [ms]  (lower is better)", fontsize=FONT)
+    unit = _draw_bars(ax, ok, labels, float(ok["median_s"].min()))
+    ax.set_xlabel(f"median time per training step [{unit}]  (lower is better)", fontsize=FONT)
     desc = SCENARIOS[scenario].description if scenario in SCENARIOS else ""
     fig.text(0.5 / WIDTH_IN, 1 - 0.28 / height, f"{scenario}" + (f":  {desc}" if desc else ""),
              fontsize=FONT + 2, weight="bold", va="center")
@@ -219,15 +215,16 @@ def overview_chart(results: "Results", path: Path) -> Path | None:
         h = BAR_IN * len(g) + 0.15
         y -= group_title
         ax = fig.add_axes((left / WIDTH_IN, (y - h) / height, 1 - (left + 0.2) / WIDTH_IN, h / height))
-        _draw_bars(ax, g, ls, float(g["median_s"].min()))
+        unit = _draw_bars(ax, g, ls, float(g["median_s"].min()))
         desc = SCENARIOS[scenario].description if scenario in SCENARIOS else ""
-        fig.text(0.5 / WIDTH_IN, (y + 0.12) / height, f"{scenario}" + (f":  {desc}" if desc else ""),
+        fig.text(0.5 / WIDTH_IN, (y + 0.12) / height, f"{scenario}" + (f":  {desc}" if desc else "")
+                 + f"  [{unit}]",
                  fontsize=FONT, weight="bold", va="center")
         y -= h + gap
     fig.text(0.5 / WIDTH_IN, 1 - 0.25 / height, "Fastest implementation per framework",
              fontsize=FONT + 2, weight="bold", va="center")
     shape = results.shape(scenarios[0])
-    sub = f"{results.profile} profile \u00b7 median ms per training step (lower is better), " \
+    sub = f"{results.profile} profile \u00b7 median time per training step (lower is better), " \
           f"whiskers 95% CI \u00b7 ratio to the fastest of each scenario"
     if shape:
         sub += f" \u00b7 T = {shape['time_steps']}"
@@ -251,6 +248,7 @@ def steps_chart(results: "Results", scenario: str, path: Path) -> Path | None:
     legend_w = 1.75
     ax = fig.add_axes((0.75 / WIDTH_IN, 0.6 / height, 1 - (0.75 + legend_w + 0.1) / WIDTH_IN,
                        1 - 1.5 / height))
+    unit, scale = fmt.time_unit(float(ok["median_s"].min()))
     per_fw: dict[str, int] = {}
     max_warm = 0
     for _, row in ok.iterrows():
@@ -258,7 +256,7 @@ def steps_chart(results: "Results", scenario: str, path: Path) -> Path | None:
         s = steps[steps["impl"] == impl]
         warm = s[s["phase"] == "warmup"].sort_values("step")["runtime_s"].to_numpy(float)
         meas = s[s["phase"] == "measure"].sort_values("step")["runtime_s"].to_numpy(float)
-        t = np.concatenate([warm, meas]) * 1e3
+        t = np.concatenate([warm, meas]) / scale
         if not len(t):
             continue
         max_warm = max(max_warm, len(warm))
@@ -280,7 +278,7 @@ def steps_chart(results: "Results", scenario: str, path: Path) -> Path | None:
         ax.text((max_warm + 1) / 2, 1.01, "warm-up", transform=ax.get_xaxis_transform(),
                 va="bottom", ha="center", fontsize=FONT - 1.5, color="#666666")
     ax.set_xlabel("training step (warm-up, then measured)", fontsize=FONT)
-    ax.set_ylabel("time per step [ms], log scale", fontsize=FONT)
+    ax.set_ylabel(f"time per step [{unit}], log scale", fontsize=FONT)
     ax.tick_params(labelsize=FONT - 1)
     ax.grid(which="major", color="#e6e6e6", zorder=0)
     ax.grid(which="minor", axis="y", color="#f3f3f3", zorder=0)

@@ -11,12 +11,13 @@ verification, flags), the failures and flags, and the environment the numbers be
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import fmt
 from .analysis import Results, framework_key, load
+from .errors import ResultsError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -27,41 +28,25 @@ UNSTABLE_MARK = "\u26a0"  # shown next to a headline number that carries a flag
 
 def write_report(directory: str | Path, *, plots: bool = True) -> Path:
     """Write DIR/report.md (and the charts into DIR/plots/ unless ``plots`` is False).
-    Raises :class:`rnnbench.errors.ResultsError` for an unreadable directory."""
+    Raises :class:`rnnbench.errors.ResultsError` for an unreadable directory, and for one
+    it cannot write into (read-only, full, or a file where a folder should be)."""
     results = load(directory)
-    charts: dict[str, Path] = {}
-    if plots:
-        from .plots import write_plots
-
-        charts = write_plots(results)
     path = results.path / "report.md"
-    path.write_text(render(results, charts), encoding="utf-8")
+    try:
+        charts: dict[str, Path] = {}
+        if plots:
+            from .plots import write_plots
+
+            charts = write_plots(results)
+        path.write_text(render(results, charts), encoding="utf-8")
+    except OSError as e:
+        where = e.filename or path
+        raise ResultsError(f"{where}: cannot write the report ({e.strerror or e}); "
+                           "copy the results directory somewhere writable and report that") from None
     return path
 
 
 # --- formatting ---------------------------------------------------------------------------
-
-def _nan(v) -> bool:
-    try:
-        return v is None or math.isnan(float(v))
-    except (TypeError, ValueError):
-        return True
-
-
-def fmt_s(v, unit: str = "") -> str:
-    """Three significant digits, trailing zeros kept: 0.118, 1.30, 13.2, 132."""
-    if _nan(v):
-        return "\u2013"
-    v = float(v)
-    if v == 0:
-        return "0" + unit
-    decimals = max(0, 2 - math.floor(math.log10(abs(v))))
-    return f"{v:,.{decimals}f}{unit}"
-
-
-def _fmt(v, spec: str, suffix: str = "") -> str:
-    return "\u2013" if _nan(v) else f"{float(v):{spec}}{suffix}"
-
 
 def _cell(text: str) -> str:
     """Make text safe inside a Markdown table cell."""
@@ -86,8 +71,8 @@ def flags(row) -> list[str]:
         out.append(f"checks {checks}")
     if row.get("stable") is False:
         spread = ""
-        if not _nan(row.get("stdev_s")) and not _nan(row.get("mean_s")) and row.get("mean_s"):
-            spread = f" (stdev {100 * row['stdev_s'] / row['mean_s']:.0f}% of the mean)"
+        if not fmt.missing(row.get("stdev_s")) and not fmt.missing(row.get("mean_s")):
+            spread = f" (stdev {fmt.percent(row['stdev_s'] / row['mean_s'])} of the mean)"
         out.append("unstable" + spread)
     verified = str(row.get("verified") or "")
     if verified == "no":
@@ -139,7 +124,7 @@ def _framework_table(results: Results) -> str:
             if len(b):
                 r = b.iloc[0]
                 mark = f" {UNSTABLE_MARK}" if flags(r) else ""
-                cells.append(f"{fmt_s(r['median_s'], ' s')} ({r['impl']}){mark}")
+                cells.append(f"{fmt.seconds(r['median_s'])} ({r['impl']}){mark}")
             else:
                 cells.append(_status_cell(s[(s["scenario"] == scenario) & (s["framework"] == fw)]))
         rows.append(cells)
@@ -154,7 +139,7 @@ def _impl_table(results: Results, scenario: str) -> str:
     for _, r in rows.iterrows():
         if r["status"] == "ok":
             mark = f" {UNSTABLE_MARK}" if flags(r) else ""
-            cells.append(f"{fmt_s(r['median_s'], ' s')}{mark}")
+            cells.append(f"{fmt.seconds(r['median_s'])}{mark}")
         else:
             cells.append(r["status"])
     header = ["Network", "Loss", "Masking"] + list(rows["impl"])
@@ -188,23 +173,23 @@ def _detail(results: Results, scenario: str, charts: dict[str, Path]) -> str:
     if f"bars:{scenario}" in charts:
         parts += [f"![{scenario}: median time per step]({_rel(charts[f'bars:{scenario}'], results.path)})", ""]
 
-    header = ["#", "implementation", "framework", "median s/step", "95% CI", "p10\u2013p90",
-              "\u00d7 fastest", "GFLOP/s", "efficiency", "first step s", "peak RSS MB"]
+    header = ["#", "implementation", "framework", "median per step", "95% CI", "p10\u2013p90",
+              "\u00d7 fastest", "GFLOP/s", "efficiency", "first step", "peak RSS MB"]
     if gpu:
         header.append("peak GPU MB")
     header += ["parameters", "verified", "flags / reason"]
     table = []
     for k, (_, r) in enumerate(ok.iterrows(), 1):
-        cells = [str(k), r["impl"], r["framework"], fmt_s(r["median_s"]),
-                 f"{fmt_s(r['ci_low_s'])}\u2013{fmt_s(r['ci_high_s'])}",
-                 f"{fmt_s(r['p10_s'])}\u2013{fmt_s(r['p90_s'])}",
-                 _fmt(r["ratio"], ".2f", "\u00d7"), fmt_s(r["gflops"]),
-                 fmt_s(100 * r["efficiency"] if not _nan(r["efficiency"]) else None, "%"),
-                 fmt_s(r["first_step_s"]), _fmt(r["peak_rss_mb"], ",.0f")]
+        median = r["median_s"]
+        cells = [str(k), r["impl"], r["framework"], fmt.seconds(median),
+                 fmt.interval(r["ci_low_s"], r["ci_high_s"], median),
+                 fmt.interval(r["p10_s"], r["p90_s"], median),
+                 fmt.ratio(r["ratio"]), fmt.number(r["gflops"]), fmt.percent(r["efficiency"]),
+                 fmt.seconds(r["first_step_s"]), fmt.number(r["peak_rss_mb"])]
         if gpu:
-            cells.append(_fmt(r["peak_gpu_mb"], ",.0f"))
+            cells.append(fmt.number(r["peak_gpu_mb"]))
         f = flags(r)
-        cells += [_fmt(r["parameters"], ",.0f"), _verified(r),
+        cells += [fmt.count(r["parameters"]), _verified(r),
                   "; ".join(f"{UNSTABLE_MARK} {x}" for x in f)]
         table.append(cells)
     for _, r in rest.iterrows():
@@ -296,7 +281,7 @@ def _environment(results: Results) -> str:
     fd = m.get("flush_denormal")
     items.append(("flush denormals", {True: "on", False: "**off**"}.get(fd, "?")))
     if gemm.get("gflops"):
-        items.append(("GEMM rate", f"{gemm['gflops']:.1f} GFLOP/s (float32 {gemm.get('n', '?')}\u00b2 matrix "
+        items.append(("GEMM rate", f"{fmt.number(gemm['gflops'])} GFLOP/s (float32 {gemm.get('n', '?')}\u00b2 matrix "
                       f"product, {_plural(gemm.get('threads', '?'), 'thread')}, {gemm.get('library', '?')}); "
                       "efficiency = achieved GFLOP/s of a step \u00f7 this rate"))
     else:
@@ -322,7 +307,7 @@ def render(results: Results, charts: dict[str, Path] | None = None) -> str:
     out = [f"# rnnbench report: {results.run_id}", ""]
     out += [f"Profile **{results.profile}** \u00b7 {len(results.scenarios)} scenarios \u00d7 "
             f"{s['impl'].nunique()} implementations: {tally or 'no results'}.", ""]
-    out += ["Median wall-clock seconds per training step (forward, loss, backward, Adam update "
+    out += ["Median wall-clock time per training step (forward, loss, backward, Adam update "
             "on one fixed batch), warm-up steps excluded; lower is better. "
             f"{UNSTABLE_MARK} marks a number with a flag (failed checks, unstable timing or failed "
             "verification): see the scenario's detail table.", ""]
@@ -333,7 +318,7 @@ def render(results: Results, charts: dict[str, Path] | None = None) -> str:
 
     out += ["## Fastest implementation per framework", ""]
     if len(s):
-        out += ["Each cell: the median s/step of that framework's fastest implementation that ran "
+        out += ["Each cell: the median time per step of that framework's fastest implementation that ran "
                 "(which one in parentheses); otherwise the status of its implementations.", ""]
         out += [_framework_table(results), ""]
     if "overview" in charts:

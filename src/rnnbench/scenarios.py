@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import itertools
 from dataclasses import dataclass
 
 
@@ -40,7 +41,7 @@ class Scenario:
     def gates(self) -> int:
         return {"gru": 3, "lstm": 4}[self.cell]
 
-    # CTC data shape rules (SPEC 2): lengths linspace(T/2, T, B), T/10 labels per sequence.
+    # CTC data shape rules: lengths linspace(T/2, T, B), T/10 (at least 2) labels per sequence.
     @property
     def min_length(self) -> int:
         return self.time_steps // 2
@@ -120,6 +121,30 @@ def apply_profile(scenario: Scenario, profile: Profile, time_steps: int | None =
     if t is not None and (profile.tiny or time_steps or scenario.time_steps > t):
         changes["time_steps"] = t
     return scenario.resized(**changes) if changes else scenario
+
+
+def ctc_steps_needed(labels: int) -> int:
+    """Time steps a CTC alignment of ``labels`` labels needs whatever they are: one per
+    label and a blank between two equal neighbours (labels are drawn at random)."""
+    return 2 * labels - 1
+
+
+def validate(s: Scenario) -> None:
+    """Raise ValueError (one line, saying what to do) for a scenario that cannot train:
+    call it on the scenario as a profile and --time-steps make it (``apply_profile``).
+    A CTC loss whose labels cannot fit the shortest sequence is infinite, and its
+    gradient NaN: timing it would time nonsense."""
+    for name in ("batch", "time_steps", "features", "hidden"):
+        if getattr(s, name) < 1:
+            raise ValueError(f"{s.name}: {name} must be at least 1, got {getattr(s, name)}")
+    def fits(c: Scenario) -> bool:
+        return c.min_length >= ctc_steps_needed(c.label_length)
+
+    if s.loss == "ctc" and not fits(s):
+        enough = next(t for t in itertools.count(s.time_steps) if fits(s.resized(time_steps=t)))
+        raise ValueError(f"{s.name} at {s.time_steps} time steps: its shortest sequence has {s.min_length} "
+                         f"step(s), too few for {s.label_length} CTC labels (which need up to "
+                         f"{ctc_steps_needed(s.label_length)}); use --time-steps {enough} or more")
 
 
 def select(patterns: list[str] | None, names, default=None) -> list[str]:

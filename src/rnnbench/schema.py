@@ -1,0 +1,199 @@
+"""The columns of a results directory, their types and units, and the document versions
+(framework-free, no dependencies): the one list the CSV writer and the loader share.
+
+A run document (``runs/<scenario>__<impl>.json``, schema ``rnnbench.run/1``) holds every
+summary column below under the same name, and its steps under ``step_log``; ``summary.csv``
+and ``results.csv`` are exports of those documents, one cell per column, written by
+:func:`cell`. Units are in the names: ``_s`` seconds, ``_mb`` mebibytes, ``gflops``
+GFLOP/s, ``efficiency`` a fraction of the measured GEMM rate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+META_SCHEMA = "rnnbench.meta/1"
+RUN_SCHEMA = "rnnbench.run/1"
+
+STATUSES = ("ok", "failed", "timeout", "skipped", "interrupted")
+PHASES = ("warmup", "measure")
+VERDICTS = ("yes", "no", "")  # verified: passed, failed, not checked
+
+# No training step of this suite takes 11 days: a larger "time" is a damaged file (1e308),
+# not a measurement, and would overflow every rate computed from it.
+MAX_STEP_S = 1e6
+
+
+@dataclass(frozen=True)
+class Column:
+    """``kind``: text | int | float | bool | switch (True/False, or text starting with
+    on/off where a runtime says more, e.g. "on (XLA CPU always flushes)")."""
+
+    name: str
+    kind: str
+    minimum: float | None = None  # numbers: the smallest valid value
+    timing: bool = False  # seconds of a step: finite, > 0 and at most MAX_STEP_S
+    finite: bool = True  # False: inf and nan are values too (a diverging loss)
+    choices: tuple[str, ...] | None = None
+
+
+def _text(*names, choices=None):
+    return [Column(n, "text", choices=choices) for n in names]
+
+
+def _count(*names, minimum=0):
+    return [Column(n, "int", minimum=minimum) for n in names]
+
+
+def _timing(*names):
+    return [Column(n, "float", timing=True) for n in names]
+
+
+SUMMARY = (
+    *_text("run_id", "profile", "scenario", "impl", "framework", "version"),
+    Column("status", "text", choices=STATUSES), *_text("reason"),
+    *_timing("median_s", "p10_s", "p90_s", "mean_s"), Column("stdev_s", "float", minimum=0),
+    *_timing("ci_low_s", "ci_high_s", "first_step_s"),
+    *_count("steps", "warmup"),
+    *(Column(n, "float", minimum=0) for n in ("gflops", "efficiency", "peak_rss_mb", "peak_gpu_mb")),
+    *_count("parameters"), *_text("checks"), Column("stable", "bool"),
+    Column("verified", "text", choices=VERDICTS), *_text("device", "device_name"),
+    *_count("threads", minimum=1), Column("flush_denormal", "switch"),
+    *_count("batch", "time_steps", "features", "hidden", minimum=1),
+)
+STEPS = (
+    *_text("run_id", "scenario", "impl", "framework", "version"), *_count("parameters"),
+    Column("phase", "text", choices=PHASES), *_count("step"), *_timing("runtime_s"),
+    Column("loss", "float", finite=False),  # a diverging loss is a check's result, not damage
+)
+SUMMARY_COLUMNS = [c.name for c in SUMMARY]
+STEP_COLUMNS = [c.name for c in STEPS]
+COLUMNS = {c.name: c for c in (*SUMMARY, *STEPS)}  # the two share names only where types agree
+
+TRUE, FALSE = "true", "false"  # the one spelling of a boolean in a CSV cell
+
+
+def show(value, limit: int = 60) -> str:
+    """A value as an error message quotes it: repr, one line, shortened."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def problem(col: Column, value) -> str | None:
+    """Why ``value`` (from a JSON document) cannot be in ``col``, or None when it can.
+    None (JSON null) is valid everywhere: "not measured"."""
+    if value is None:
+        return None
+    if col.kind == "text":
+        if not isinstance(value, str):
+            return f"expected text, got {show(value)}"
+        if col.choices is not None and value not in col.choices:
+            return f"expected one of {', '.join(repr(c) for c in col.choices)}, got {show(value)}"
+        return None
+    if col.kind == "bool":
+        return None if isinstance(value, bool) else f"expected true or false, got {show(value)}"
+    if col.kind == "switch":
+        ok = isinstance(value, bool) or (isinstance(value, str) and value.startswith(("on", "off")))
+        return None if ok else f"expected true, false or on/off text, got {show(value)}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"expected a number, got {show(value)}"
+    if col.kind == "int" and not isinstance(value, int):
+        return f"expected a whole number, got {show(value)}"
+    if col.timing and not (math.isfinite(value) and 0 < value <= MAX_STEP_S):
+        return f"{show(value)} cannot be a time in seconds (expected > 0 and <= {MAX_STEP_S:g})"
+    if col.finite and not math.isfinite(value):
+        return f"expected a finite number, got {show(value)}"
+    if col.minimum is not None and value < col.minimum:
+        return f"expected a number >= {col.minimum:g}, got {show(value)}"
+    return None
+
+
+def switch_text(value) -> str:
+    """A switch as text: on/off, or the runtime's own words ("on (XLA CPU always flushes)")."""
+    if isinstance(value, bool) or str(value).lower() in (TRUE, FALSE):
+        return "on" if value is True or str(value).lower() == TRUE else "off"
+    return str(value)
+
+
+def cell(col: Column, value) -> str:
+    """The CSV text of a value: empty for None, true/false, whole numbers as such, floats
+    at full precision (the shortest text that reads back as the same float)."""
+    if value is None:
+        return ""
+    if col.kind == "switch":
+        return switch_text(value)
+    if isinstance(value, bool):
+        return TRUE if value else FALSE
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def parse(col: Column, text: str):
+    """A CSV cell back to its value (None for empty). Raises ValueError with the reason."""
+    if text.strip() == "":
+        return None
+    if col.kind == "text":
+        return text
+    if col.kind == "switch":
+        return switch_text(text.strip())
+    if col.kind == "bool":
+        word = text.strip().lower()  # also True/False: what Python's str() writes
+        if word not in (TRUE, FALSE):
+            raise ValueError(f"expected {TRUE} or {FALSE}, got {text!r}")
+        return word == TRUE
+    try:
+        return int(text) if col.kind == "int" else float(text)
+    except ValueError:
+        what = "a whole number" if col.kind == "int" else "a number"
+        raise ValueError(f"expected {what}, got {text!r}") from None
+
+
+# meta.json: dotted field -> kind (text, int, seconds, rate, bool, texts = list of text,
+# object). Every field is optional but "schema"; one present must have its kind. The
+# report reads these; other fields are kept as they are.
+META_FIELDS = {
+    "schema": "text", "run_id": "text", "profile": "text", "started": "text", "finished": "text",
+    "argv": "texts", "rnnbench": "text", "threads": "int", "flush_denormal": "bool",
+    "device": "text", "warmup": "int", "steps": "int", "timeout_s": "seconds", "time_steps": "int",
+    "scenarios": "texts", "impls": "texts", "interrupted": "bool",
+    "machine": "object", "machine.cpu": "text", "machine.cores": "int", "machine.python": "text",
+    "machine.platform": "text", "git": "object", "git.revision": "text", "git.dirty": "bool",
+    "gemm": "object", "gemm.gflops": "rate", "gemm.n": "int", "gemm.threads": "int",
+    "gemm.library": "text",
+}
+
+
+def version_problem(doc: dict, expected: str) -> str | None:
+    """Why ``doc["schema"]`` is not ``expected``, or None: a document of another version
+    may mean other things by the same field names, so it is refused, not guessed at."""
+    got = doc.get("schema")
+    if got == expected:
+        return None
+    return f"unknown version {show(got)}; this rnnbench reads {expected}" if got else f"missing (expected {expected!r})"
+
+
+def meta_problem(meta: dict) -> tuple[str, str] | None:
+    """The first (field, reason) that makes ``meta`` unusable, or None."""
+    bad = version_problem(meta, META_SCHEMA)
+    if bad:
+        return "schema", bad
+    for name, kind in META_FIELDS.items():
+        *parents, key = name.split(".")
+        parent = meta.get(parents[0]) if parents else meta
+        if not isinstance(parent, dict) or parent.get(key) is None:
+            continue  # absent: checked at its parent, or optional
+        value = parent[key]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = {"text": isinstance(value, str), "bool": isinstance(value, bool),
+              "object": isinstance(value, dict),
+              "texts": isinstance(value, list) and all(isinstance(v, str) for v in value),
+              "int": number and isinstance(value, int) and value >= 0,
+              "seconds": number and math.isfinite(value) and value > 0,
+              "rate": number and math.isfinite(value) and value > 0}[kind]
+        if not ok:
+            expected = {"text": "text", "bool": "true or false", "object": "a JSON object",
+                        "texts": "a list of text", "int": "a whole number >= 0",
+                        "seconds": "a finite number of seconds > 0",
+                        "rate": "a finite number > 0"}[kind]
+            return name, f"expected {expected}, got {show(value)}"
+    return None
