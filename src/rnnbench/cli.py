@@ -324,7 +324,9 @@ def cmd_verify(args) -> int:
 def cmd_report(args) -> int:
     from .report import write_report
 
-    print(write_report(Path(args.dir)))
+    path = write_report(Path(args.dir))
+    print(path)
+    print(path.with_name("report.html"))
     return 0
 
 
@@ -380,8 +382,9 @@ def build_parser() -> Parser:
     ver.add_argument("--out", type=out_dir, default=None, metavar="DIR", help="keep the worker logs here (default: a temporary directory)")
     ver.set_defaults(func=cmd_verify, needs=("numpy",))
 
-    rep = sub.add_parser("report", help="write DIR/report.md and DIR/plots/ from a results directory",
-                         description="Write report.md and PNG charts from a results directory.")
+    rep = sub.add_parser("report", help="write DIR/report.md, DIR/report.html and DIR/plots/ from a results directory",
+                         description="Write report.md, the results page report.html (one self-contained file "
+                                     "to open in a browser) and PNG charts from a results directory.")
     rep.add_argument("dir", type=directory, help="results directory (as written by `rnnbench run`)")
     rep.set_defaults(func=cmd_report, needs=("numpy", "pandas", "matplotlib"))
 

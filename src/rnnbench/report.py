@@ -27,7 +27,8 @@ UNSTABLE_MARK = "\u26a0"  # shown next to a headline number that carries a flag
 
 
 def write_report(directory: str | Path, *, plots: bool = True) -> Path:
-    """Write DIR/report.md (and the charts into DIR/plots/ unless ``plots`` is False).
+    """Write DIR/report.md, DIR/report.html (the results page, ``rnnbench.report_html``)
+    and the charts into DIR/plots/ unless ``plots`` is False; returns report.md's path.
     Raises :class:`rnnbench.errors.ResultsError` for an unreadable directory, and for one
     it cannot write into (read-only, full, or a file where a folder should be)."""
     results = load(directory)
@@ -39,6 +40,9 @@ def write_report(directory: str | Path, *, plots: bool = True) -> Path:
 
             charts = write_plots(results)
         path.write_text(render(results, charts), encoding="utf-8")
+        from .report_html import write_html  # imports this module: keep it here
+
+        write_html(results, results.path / "report.html")
     except OSError as e:
         where = e.filename or path
         raise ResultsError(f"{where}: cannot write the report ({e.strerror or e}); "
