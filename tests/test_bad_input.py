@@ -99,6 +99,8 @@ COMMAND_LINE = [
     (["run", "-i", ""], "no implementation matches ''"),
     (["run", "-i", "mxnet-*"], "no implementation matches 'mxnet-*'"),
     (["verify", "-i", "nope"], "no implementation matches 'nope'"),
+    (["run", "-f", "mxnet"], "no framework matches 'mxnet'"),
+    (["run", "-f", "jax", "-i", "torch-*"], "no implementation is both in -i and in -f"),
     (["run", "--profile", "huge"], "invalid choice: 'huge'"),
     (["run", "--device", "tpu"], "invalid choice: 'tpu'"),
     (["run", "--frobnicate"], "unrecognized arguments: --frobnicate"),

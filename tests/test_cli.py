@@ -5,7 +5,7 @@ import json
 
 from rnnbench import cli as cli_module
 from rnnbench.impls import IMPLEMENTATIONS
-from rnnbench.scenarios import SCENARIOS
+from rnnbench.scenarios import SCENARIOS, SEED_SCENARIOS
 
 
 def test_missing_framework_is_one_line(monkeypatch, capsys, tmp_path):
@@ -23,8 +23,23 @@ def test_list_json(cli):
     assert doc["scenarios"] == list(SCENARIOS)
     names = [i["name"] for i in doc["implementations"]]
     assert names == list(IMPLEMENTATIONS)
+    assert doc["profile"] == "quick" and doc["sizes"]["gru-1x320-ce"]["time_steps"] == 100
+    seed = json.loads(cli("list", "--json", "--profile", "seed").stdout)["sizes"]
+    assert {seed[s]["time_steps"] for s in SEED_SCENARIOS} == {1000}
     torch_nn = doc["implementations"][0]
     assert set(torch_nn) == {"name", "framework", "available"} and torch_nn["framework"] == "torch"
+
+
+def test_framework_selection(monkeypatch):
+    """-f picks a framework's implementations; with -i, those in both."""
+    from argparse import Namespace
+
+    monkeypatch.setattr(cli_module, "framework_available", lambda fw: True)
+    args = Namespace(scenario=["gru-1x320-ce"], impl=None, framework=["jax"], profile="quick", time_steps=None)
+    _, impls, _ = cli_module.selection(args)
+    assert impls == [i for i, v in IMPLEMENTATIONS.items() if v.framework == "jax"] and impls
+    args.framework, args.impl = ["keras-*", "torch"], ["*-jax", "torch-nn"]
+    assert cli_module.selection(args)[1] == ["torch-nn", "keras-jax"]
 
 
 def test_every_command_has_help(cli):

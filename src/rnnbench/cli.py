@@ -134,6 +134,14 @@ def selection(args, *, default_scenarios=SEED_SCENARIOS):
         impls = select(args.impl, IMPLEMENTATIONS)
     except ValueError as e:
         raise UsageError(f"no implementation matches {str(e)!r}; `rnnbench list` shows them") from None
+    if getattr(args, "framework", None):
+        try:
+            frameworks = select(args.framework, FRAMEWORKS)
+        except ValueError as e:
+            raise UsageError(f"no framework matches {str(e)!r}; `rnnbench list` shows them") from None
+        impls = [i for i in impls if IMPLEMENTATIONS[i].framework in frameworks]
+        if not impls:
+            raise UsageError("no implementation is both in -i and in -f; `rnnbench list` shows which belongs where")
     profile = PROFILES[getattr(args, "profile", None) or DEFAULT_PROFILE]
     for name in scenarios:
         try:
@@ -141,11 +149,11 @@ def selection(args, *, default_scenarios=SEED_SCENARIOS):
         except ValueError as e:
             raise UsageError(str(e)) from None
     missing = {IMPLEMENTATIONS[i].framework for i in impls if not framework_available(IMPLEMENTATIONS[i].framework)}
-    if args.impl and missing:
+    if (args.impl or getattr(args, "framework", None)) and missing:
         fw = sorted(missing)[0]
         raise UsageError(f"framework {fw!r} is not installed (needed by "
                          f"{', '.join(i for i in impls if IMPLEMENTATIONS[i].framework == fw)}): "
-                         f"{FRAMEWORKS[fw].install_hint()}, or choose other implementations with -i")
+                         f"{FRAMEWORKS[fw].install_hint()}, or choose other implementations with -i or -f")
     return [SCENARIOS[s] for s in scenarios], impls, missing
 
 
@@ -155,15 +163,22 @@ def cmd_list(args) -> int:
         import json
 
         print(json.dumps({
+            "profile": args.profile,
             "scenarios": list(SCENARIOS),
+            "sizes": {name: {k: getattr(apply_profile(s, PROFILES[args.profile]), k)
+                             for k in ("batch", "time_steps", "features", "hidden", "layers")}
+                      for name, s in SCENARIOS.items()},
             "implementations": [{"name": i.name, "framework": i.framework,
                                  "available": framework_available(i.framework)} for i in IMPLEMENTATIONS.values()],
         }))
         return 0
-    print("Scenarios (default: the seed's four):")
+    profile = PROFILES[args.profile]
+    print(f"Scenarios (* = the default: the seed's four), with the (batch, time steps, features) "
+          f"and hidden size the {profile.name} profile runs (--profile changes them):")
     for s in SCENARIOS.values():
         mark = "*" if s.name in SEED_SCENARIOS else " "
-        print(f" {mark} {s.name:22} {s.description}  [({s.batch}, {s.time_steps}, {s.features})]")
+        r = apply_profile(s, profile)
+        print(f" {mark} {s.name:22} {s.description}  [({r.batch}, {r.time_steps}, {r.features}), hidden {r.hidden}]")
     print("\nImplementations:")
     for i in IMPLEMENTATIONS.values():
         ok = "installed" if framework_available(i.framework) else 'missing: ' + FRAMEWORKS[i.framework].install_hint()
@@ -345,6 +360,8 @@ def build_parser() -> Parser:
     ls = sub.add_parser("list", help="scenarios, implementations and installed frameworks",
                         description="List scenarios, implementations and which frameworks are installed.")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.add_argument("--profile", choices=list(PROFILES), default=DEFAULT_PROFILE,
+                    help="show the sizes this profile runs (default: quick, as `rnnbench run`)")
     ls.set_defaults(func=cmd_list)
 
     def selection_args(sp):
@@ -352,6 +369,9 @@ def build_parser() -> Parser:
                         help="scenario name or glob, repeatable (default: the seed's four)")
         sp.add_argument("-i", "--impl", action="append", metavar="GLOB",
                         help="implementation name or glob, repeatable (default: all installed)")
+        sp.add_argument("-f", "--framework", action="append", metavar="GLOB",
+                        help="framework name or glob (torch, tensorflow, keras-*, jax, pytensor*), repeatable: "
+                             "its implementations (combined with -i: those in both)")
         sp.add_argument("--threads", type=positive_int, help="CPU threads for every framework (default: all cores)")
         sp.add_argument("--oversubscribe", action="store_true",
                         help="allow --threads above the number of cores (refused otherwise: it measures the scheduler)")
