@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from rnnbench.data import canonical_weights, make_batch
-from rnnbench.impls.torch_nn import Net, param_name
+from rnnbench.impls.torch_common import load_canonical
+from rnnbench.impls.torch_nn import Net
 from rnnbench.scenarios import SCENARIOS
 
 TINY = torch.finfo(torch.float32).tiny  # the smallest normal float32
@@ -51,11 +52,8 @@ def gradient_census(time_steps: int) -> None:
     torch.set_flush_denormal(False)
     s = SCENARIOS["lstm-4x320bi-ce"].resized(time_steps=time_steps)
     b = make_batch(s)
-    model, name_of = Net(s), param_name(masked=False)  # torch-nn's model
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for canonical, value in canonical_weights(s).items():
-            params[name_of(canonical)].copy_(torch.from_numpy(value))
+    model = Net(s)  # torch-nn's model
+    load_canonical(model, canonical_weights(s), model.param_name)
     x = torch.from_numpy(b.x).requires_grad_()
     F.cross_entropy(model(x), torch.from_numpy(b.y).long()).backward()
     g = x.grad

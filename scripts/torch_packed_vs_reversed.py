@@ -1,7 +1,7 @@
-"""torch-nn on CTC: ``pack_padded_sequence`` into one bidirectional ``nn.LSTM`` against
-padded input with each sequence reversed for a separate backward module (torch-nn's
-default). Both must give the same loss; prints the median step time of each, alternated
-in one process.
+"""The CTC scenario masked two ways: ``torch-packed`` (``pack_padded_sequence`` into one
+bidirectional ``nn.LSTM``, the common idiom) against ``torch-nn`` (padded input, each
+sequence reversed for a separate backward module). Both give the same loss; prints the
+median step time of each, alternated in one process, at the quick profile's size.
 
 Usage: python scripts/torch_packed_vs_reversed.py [THREADS] [STEPS]
 """
@@ -11,32 +11,11 @@ import sys
 import time
 
 import torch
-from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnbench.data import canonical_weights, make_batch
-from rnnbench.impls import torch_nn
+from rnnbench.impls import torch_nn, torch_packed
 from rnnbench.impls.base import Config
-from rnnbench.impls.torch_common import batch_tensors, fit, rnn_param_name
 from rnnbench.scenarios import PROFILES, SCENARIOS, apply_profile
-
-
-class Packed(nn.Module):
-    def __init__(self, s):
-        super().__init__()
-        self.rnn = nn.LSTM(s.features, s.hidden, s.layers, batch_first=True, bidirectional=True)
-        self.head = nn.Linear(s.head_inputs, s.classes)
-
-    def forward(self, x, lengths):
-        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        out, _ = pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=x.shape[1])
-        return self.head(out)
-
-
-def packed_name(canonical):
-    if canonical.startswith("head."):
-        return {"head.w": "head.weight", "head.b": "head.bias"}[canonical]
-    return "rnn." + rnn_param_name(canonical)
 
 
 def main():
@@ -46,8 +25,7 @@ def main():
     torch.set_flush_denormal(True)
     s = apply_profile(SCENARIOS["lstm-4x320bi-ctc"], PROFILES["quick"])
     cfg = Config(s, make_batch(s), canonical_weights(s))
-    x, _, lengths, _ = batch_tensors(cfg)
-    trainers = {"packed": fit(cfg, Packed(s), packed_name, (x, lengths)), "reversed": torch_nn.build(cfg)}
+    trainers = {"packed": torch_packed.build(cfg), "reversed": torch_nn.build(cfg)}
     print("first losses:", {k: t.step() for k, t in trainers.items()})
     times = {k: [] for k in trainers}
     for _ in range(steps):

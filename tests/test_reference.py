@@ -310,3 +310,51 @@ def test_compare_names_and_shapes():
     assert not v.ok
     v = V.compare(s, b, w, loss, {**new, "head.b": np.full_like(new["head.b"], np.nan)})
     assert not v.ok and "head.b" in v.message
+
+
+def rounding_share(new_ref, initial):
+    """One float32 ulp of the largest new weight, relative to the tensor's largest update:
+    the share of it that delta_err forgives as float32 rounding."""
+    d = np.abs(new_ref - initial).max()
+    return np.spacing(np.abs(new_ref).astype(np.float32)).max() / d
+
+
+def test_verify_lr_makes_float32_rounding_negligible():
+    """At VERIFY_LR one ulp of any new weight is under 1% of the tolerance, for every tensor
+    the step moves, in every scenario, GRU formulation and Adam variant: the rounding
+    allowance cannot hide an error the tolerance would catch."""
+    shares = {}
+    for name in SCENARIOS:
+        s, b, w = smoke(name)
+        for gru in R.GRU_FORMULATIONS if s.cell == "gru" else ("reset-after",):
+            _, grads = R.loss_and_grads(s, b, w, gru=gru)
+            for adam in R.ADAM_VARIANTS:
+                new = R.adam_step(w, grads, lr=V.VERIFY_LR, eps=V.VERIFY_EPS, variant=adam)
+                for k in w:
+                    if np.any(new[k] != w[k]):
+                        shares[name, gru, adam, k] = rounding_share(new[k], w[k])
+    assert len(shares) > 100 and max(shares.values()) < V.DELTA_RTOL / 100
+    # The case that made the check loose at lr = 1: one ulp was 0.7% of the update.
+    s, b, w = smoke("lstm-4x320bi-ce")
+    _, grads = R.loss_and_grads(s, b, w)
+    new = R.adam_step(w, grads, lr=1.0, eps=V.VERIFY_EPS, variant="epsilon-hat")
+    assert rounding_share(new["l0.bw.w_hh"], w["l0.bw.w_hh"]) > 5 * V.DELTA_RTOL
+
+
+@pytest.mark.parametrize("adam", R.ADAM_VARIANTS)
+def test_compare_catches_a_half_percent_error_in_any_one_tensor(adam):
+    s, b, w = smoke("lstm-4x320bi-ce")
+    loss, new = impl_step(s, b, w, adam=adam)
+    assert V.compare(s, b, w, loss, new, {"adam": adam}).ok  # float32 rounding alone passes
+    _, _, ref = R.train_step(s, b, w, lr=V.VERIFY_LR, eps=V.VERIFY_EPS, adam=adam)
+    moved = [k for k in w if np.any(ref[k] != w[k])]
+    assert len(moved) == len(w) - 1  # all but l3.bw.w_hh, which sees only h = 0
+    for k in moved:
+        off = (w[k] + 1.005 * (ref[k] - w[k])).astype(np.float32)  # the update 0.5% too large
+        assert 4e-3 < V.delta_err(w[k], off, ref[k]) < 6e-3, k
+    # Through compare, in the tensor with the smallest update against its weights.
+    k = max(moved, key=lambda k: rounding_share(ref[k], w[k]))
+    assert k == "l0.bw.w_hh"
+    off = (w[k] + 1.005 * (ref[k] - w[k])).astype(np.float32)
+    v = V.compare(s, b, w, loss, {**new, k: off}, {"adam": adam})
+    assert not v.ok and [n for n, e in v.param_errs.items() if e > V.DELTA_RTOL] == [k]

@@ -1,6 +1,6 @@
 """The TensorFlow implementations: weights round trip, one verified training step on every
-scenario each supports, the skips and their reasons, the seed's parameter counts, and an
-end-to-end smoke run and verify through the command line."""
+scenario each supports, training on past it, the skips and their reasons, the seed's
+parameter counts, and an end-to-end smoke run and verify through the command line."""
 
 import importlib
 import os
@@ -80,8 +80,16 @@ def test_one_step_matches_the_reference(impl, name):
     if s.cell == "gru":
         assert trainer.notes["gru"] == ("reset-before" if impl == "tf-blockcell" else "reset-after")
 
-    losses = [trainer.step() for _ in range(3)]  # keeps training (lr 1 is large, so no
-    assert all(np.isfinite(losses))                # monotonic decrease is asserted)
+
+@pytest.mark.parametrize("impl", TF_IMPLS)
+def test_keeps_training_at_the_default_learning_rate(impl):
+    """Past the verified first step (the smoke run checks the CTC scenario the same way)."""
+    s = verify_scenario(SCENARIOS["lstm-4x320bi-ce"])
+    if expected_skip(impl, s.name):
+        pytest.skip(expected_skip(impl, s.name))
+    trainer = build(impl, Config(s, make_batch(s), canonical_weights(s), device=DEVICE, adam_eps=1e-7))
+    losses = [trainer.step() for _ in range(4)]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0], losses
 
 
 @pytest.mark.parametrize("impl", TF_IMPLS)

@@ -1,5 +1,6 @@
-"""The PyTorch implementations: the seed's parameter counts, an end-to-end smoke run,
-verification against the float64 reference, and that verification catches broken models."""
+"""The PyTorch implementations: the seed's parameter counts, one verified step of each on
+every scenario it runs, torch-packed's skips, an end-to-end smoke run, and that
+verification catches broken models."""
 
 import csv
 import json
@@ -17,9 +18,9 @@ torch = pytest.importorskip("torch")
 from conftest import build_impl, summary  # noqa: E402
 from rnnbench.data import canonical_weights, make_batch  # noqa: E402
 from rnnbench.impls import IMPLEMENTATIONS  # noqa: E402
-from rnnbench.impls.base import Config  # noqa: E402
+from rnnbench.impls.base import Config, Unsupported  # noqa: E402
 from rnnbench.scenarios import SCENARIOS, SEED_SCENARIOS  # noqa: E402
-from rnnbench.verify import VERIFY_EPS, VERIFY_LR, compare, verify_scenario  # noqa: E402
+from rnnbench.verify import VERIFY_EPS, VERIFY_LR, compare, delta_err, verify_scenario  # noqa: E402
 
 TORCH_IMPLS = [n for n, i in IMPLEMENTATIONS.items() if i.framework == "torch"]
 SEED_COUNTS = {"gru-1x320-ce": 435_225, "lstm-4x320bi-ce": 8_543_385,
@@ -27,14 +28,57 @@ SEED_COUNTS = {"gru-1x320-ce": 435_225, "lstm-4x320bi-ce": 8_543_385,
 
 
 build = build_impl
+PACKED_SKIP = "full-length sequences need no packing: the same as torch-nn without masking"
+
+
+def skips(impl, name):
+    """torch-packed runs the CTC scenario only: without lengths it would be torch-nn."""
+    return impl == "torch-packed" and SCENARIOS[name].loss != "ctc"
+
+
+def test_every_torch_impl_is_registered():
+    assert set(TORCH_IMPLS) == {"torch-nn", "torch-packed", "torch-cell", "torch-custom", "torch-compile"}
 
 
 @pytest.mark.parametrize("impl", TORCH_IMPLS)
 @pytest.mark.parametrize("name", SEED_SCENARIOS)
 def test_parameter_counts_match_the_seed(impl, name):
     s = SCENARIOS[name]
-    trainer = build(impl, Config(s, make_batch(s), canonical_weights(s)))  # built, not trained
-    assert trainer.parameters == SEED_COUNTS[name]
+    cfg = Config(s, make_batch(s), canonical_weights(s))
+    if skips(impl, name):
+        with pytest.raises(Unsupported, match=PACKED_SKIP):
+            build(impl, cfg)
+        return
+    assert build(impl, cfg).parameters == SEED_COUNTS[name]  # built, not trained
+
+
+@pytest.mark.parametrize("impl", TORCH_IMPLS)
+@pytest.mark.parametrize("name", SEED_SCENARIOS)
+def test_one_step_matches_the_reference(impl, name):
+    if skips(impl, name):
+        pytest.skip(PACKED_SKIP)
+    s = verify_scenario(SCENARIOS[name])
+    w0 = canonical_weights(s)
+    trainer = build(impl, Config(s, make_batch(s), w0, lr=VERIFY_LR, adam_eps=VERIFY_EPS))
+    start = trainer.weights()  # the round trip through the model's parameters is exact
+    assert start.keys() == w0.keys() and all(np.array_equal(start[k], w0[k]) for k in w0)
+    loss = trainer.step()
+    verdict = compare(s, make_batch(s), w0, loss, trainer.weights(), trainer.notes)
+    assert verdict.ok, verdict.message
+    assert trainer.notes["adam"] == "standard" and verdict.worst[1] < 1e-4
+
+
+def test_packed_and_reversed_masking_agree():
+    """torch-packed (pack_padded_sequence) and torch-nn (per-sequence reversal) are two
+    ways to mask the same model: the same loss and the same update."""
+    s = verify_scenario(SCENARIOS["lstm-4x320bi-ctc"])
+    cfg = Config(s, make_batch(s), canonical_weights(s), lr=VERIFY_LR, adam_eps=VERIFY_EPS)
+    packed, reversed_ = build("torch-packed", cfg), build("torch-nn", cfg)
+    assert packed.notes["kernel"].startswith("native")  # packed input has no oneDNN path
+    assert packed.step() == pytest.approx(reversed_.step(), rel=1e-6)
+    w0, new_packed, new_reversed = cfg.weights, packed.weights(), reversed_.weights()
+    errs = {k: delta_err(w0[k], new_packed[k], new_reversed[k].astype(np.float64)) for k in w0}
+    assert max(errs.values()) < 1e-4, errs
 
 
 def step_and_compare(impl, s, weights_for_impl, batch_for_impl=None):
@@ -68,14 +112,17 @@ def test_smoke_run_all_torch_ok_and_verified(cli, tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
     rows = summary(tmp_path)
     assert set(rows) == {(s, i) for s in SEED_SCENARIOS for i in TORCH_IMPLS}
-    for key, row in rows.items():
+    ran = {key: row for key, row in rows.items() if not skips(key[1], key[0])}
+    for key in rows.keys() - ran.keys():
+        assert rows[key]["status"] == "skipped" and PACKED_SKIP in rows[key]["reason"], key
+    for key, row in ran.items():
         assert row["status"] == "ok", (key, row["reason"])
         assert row["verified"] == "yes", key
         assert row["checks"] == "ok", (key, row["checks"])
         assert float(row["median_s"]) > 0 and int(row["parameters"]) > 0
         assert row["flush_denormal"] == "on" and row["version"].startswith("torch 2.")
     steps = list(csv.DictReader(open(tmp_path / "results.csv")))
-    assert len(steps) == len(rows) * 4  # 1 warm-up + 3 measured each
+    assert len(steps) == len(ran) * 4  # 1 warm-up + 3 measured each
     doc = json.loads((tmp_path / "runs" / "lstm-1x320-ce__torch-nn.json").read_text())
     assert doc["meta"]["source_sha256"] and doc["meta"]["versions"]["torch"].startswith("2.")
     assert doc["worker"] == "forked"  # from the smoke profile's fork server, which preloads torch

@@ -1,6 +1,6 @@
 """The seeded toy batch and the canonical initial weights, in NumPy.
 
-Toy data (SPEC 2, as the seed's ``support.py`` made it): one batch, generated once from
+Toy data (as the seed's ``support.py`` made it): one batch, generated once from
 ``numpy.random.RandomState(11)`` and reused on every step. Inputs are uniform in [-1, 1];
 cross-entropy labels are one class per sequence; CTC lengths are
 ``linspace(T/2, T, B)`` as integers with ``T/10`` labels per sequence drawn from 1..57

@@ -5,7 +5,7 @@ NumPy only (no autodiff library), is vectorized over the batch and loops over ti
 is meant for the tiny ``smoke`` shapes only. Weights use the canonical names and layout of
 :mod:`rnnbench.data` (PyTorch layout, two bias vectors per gate).
 
-Model semantics (SPEC 2 and the implementation contract):
+Model semantics (what every implementation must compute):
 
 * Stacked, optionally bidirectional GRU/LSTM, zero initial states. A layer's output is the
   concatenation ``[forward, backward]`` along the feature axis.

@@ -10,14 +10,15 @@ Layouts: LSTMBlockCell's gate order is i, c, f, o (canonical: i, f, g, o, c = g)
 GRUBlockCell's is r, u, c (canonical: r, z, n, u = z, c = n). GRUBlockCell is the
 reset-before GRU, c = tanh([x, r * h] W_c + b_c), so it trains that formulation from the
 same weights. The canonical model's two bias vectors stay two variables; the ops get
-their sum.
+their sum. The stack around the cell and the head are tf-cell's (tf_cell.Net).
 """
 
 import numpy as np
 import tensorflow as tf
 
+from . import tf_cell
 from .base import Config, Trainer
-from .tf_common import directions, fit, head_loss, reorder_gates, rnn_stack
+from .tf_common import batch_tensors, directions, reorder_gates
 
 LSTM_ORDER = [0, 2, 1, 3]  # canonical i, f, g, o <-> LSTMBlockCell's i, c, f, o (self-inverse)
 
@@ -77,47 +78,63 @@ def gru(x, w_ru, w_c, b_ih, b_hh):
                    x, initializer=tf.zeros((x.shape[1], hidden)))
 
 
-# Canonical per-direction weights <-> the ops' stacked [x, h] matrices.
-def to_block(s, cw):
-    out = {"head.w": cw["head.w"].T, "head.b": cw["head.b"]}
-    for p in directions(s):
-        w = np.concatenate([cw[p + "w_ih"], cw[p + "w_hh"]], axis=1).T  # (I + H, G * H)
-        b_ih, b_hh = cw[p + "b_ih"], cw[p + "b_hh"]
-        if s.cell == "lstm":
-            out[p + "w"] = reorder_gates(w, 4, LSTM_ORDER, axis=1)
-            b_ih, b_hh = reorder_gates(b_ih, 4, LSTM_ORDER), reorder_gates(b_hh, 4, LSTM_ORDER)
-        else:
-            out[p + "w_ru"], out[p + "w_c"] = np.split(w, [2 * s.hidden], axis=1)
-        out[p + "b_ih"], out[p + "b_hh"] = b_ih, b_hh
-    return out
+class Net(tf_cell.Net):
+    """tf-cell's stack and head, each direction one block-cell op per step; variables in
+    the ops' layout: one stacked [x, h] matrix (two for the GRU) per direction."""
 
+    def to_layout(self, cw):
+        s, out = self.s, {"head.w": cw["head.w"].T, "head.b": cw["head.b"]}
+        for p in directions(s):
+            w = np.concatenate([cw[p + "w_ih"], cw[p + "w_hh"]], axis=1).T  # (I + H, G * H)
+            b_ih, b_hh = cw[p + "b_ih"], cw[p + "b_hh"]
+            if s.cell == "lstm":
+                out[p + "w"] = reorder_gates(w, 4, LSTM_ORDER, axis=1)
+                b_ih, b_hh = reorder_gates(b_ih, 4, LSTM_ORDER), reorder_gates(b_hh, 4, LSTM_ORDER)
+            else:
+                out[p + "w_ru"], out[p + "w_c"] = np.split(w, [2 * s.hidden], axis=1)
+            out[p + "b_ih"], out[p + "b_hh"] = b_ih, b_hh
+        return out
 
-def from_block(s, a):
-    out = {"head.w": a["head.w"].T, "head.b": a["head.b"]}
-    for p in directions(s):
-        b_ih, b_hh = a[p + "b_ih"], a[p + "b_hh"]
-        if s.cell == "lstm":
-            w = reorder_gates(a[p + "w"], 4, LSTM_ORDER, axis=1).T  # (G * H, I + H)
-            b_ih, b_hh = reorder_gates(b_ih, 4, LSTM_ORDER), reorder_gates(b_hh, 4, LSTM_ORDER)
-        else:
-            w = np.concatenate([a[p + "w_ru"], a[p + "w_c"]], axis=1).T
-        out[p + "w_ih"], out[p + "w_hh"] = np.split(w, [w.shape[1] - s.hidden], axis=1)
-        out[p + "b_ih"], out[p + "b_hh"] = b_ih, b_hh
-    return out
+    def from_layout(self, a):
+        s, out = self.s, {"head.w": a["head.w"].T, "head.b": a["head.b"]}
+        for p in directions(s):
+            b_ih, b_hh = a[p + "b_ih"], a[p + "b_hh"]
+            if s.cell == "lstm":
+                w = reorder_gates(a[p + "w"], 4, LSTM_ORDER, axis=1).T  # (G * H, I + H)
+                b_ih, b_hh = reorder_gates(b_ih, 4, LSTM_ORDER), reorder_gates(b_hh, 4, LSTM_ORDER)
+            else:
+                w = np.concatenate([a[p + "w_ru"], a[p + "w_c"]], axis=1).T
+            out[p + "w_ih"], out[p + "w_hh"] = np.split(w, [w.shape[1] - s.hidden], axis=1)
+            out[p + "b_ih"], out[p + "b_hh"] = b_ih, b_hh
+        return out
+
+    def direction(self, x, p):
+        if self.s.cell == "lstm":
+            return lstm(x, *(self.params[p + k] for k in ("w", "b_ih", "b_hh")))
+        return gru(x, *(self.params[p + k] for k in ("w_ru", "w_c", "b_ih", "b_hh")))
 
 
 def build(cfg: Config) -> Trainer:
     s = cfg.scenario
-    params = {name: tf.Variable(w, name=name) for name, w in to_block(s, cfg.weights).items()}
-    cell, kinds = {"lstm": (lstm, ("w", "b_ih", "b_hh")),
-                   "gru": (gru, ("w_ru", "w_c", "b_ih", "b_hh"))}[s.cell]
+    x, y, lengths = batch_tensors(cfg)
+    model = Net(s, cfg.weights)
 
-    def run(x, prefix):
-        return cell(x, *(params[prefix + k] for k in kinds))
+    def loss_fn(logits, y, lengths):  # CTC: the mean over the batch of per-sequence NLLs
+        if s.loss == "ce":
+            return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+        return tf.reduce_mean(tf.nn.ctc_loss(y, logits, None, lengths, logits_time_major=True, blank_index=0))
 
-    def loss_fn(x, y, lengths):
-        outputs = rnn_stack(s, run, x, lengths)
-        return head_loss(s, outputs, y, lengths, params["head.w"], params["head.b"])
+    # TensorFlow's Adam is Keras's (epsilon-hat form, see tf_cell.py).
+    optimizer = tf.keras.optimizers.Adam(cfg.lr, epsilon=cfg.adam_eps)
 
-    notes = {"gru": "reset-before"} if s.cell == "gru" else {}
-    return fit(cfg, params, loss_fn, lambda arrays: from_block(s, arrays), **notes)
+    @tf.function  # traced once: every call passes the same tensors
+    def train_step(x, y, lengths):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(model(x, lengths), y, lengths)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    parameters = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    return Trainer(lambda: float(train_step(x, y, lengths)), model.to_canonical, parameters,
+                   {"adam": "epsilon-hat", **({"gru": "reset-before"} if s.cell == "gru" else {})})

@@ -7,14 +7,15 @@ TensorFlow 2.21 registers for BlockLSTMV2 is wrong: it calls the V1 BlockLSTMGra
 which assumes the V1 gate order i, c, f, o (measured: weight updates off by 100%+). So
 the op is paired with its own BlockLSTMGradV2 through ``tf.custom_gradient``.
 There is no fused GRU op. The canonical model's two bias vectors stay two variables;
-the op gets their sum.
+the op gets their sum. The stack around the op and the head are tf-cell's (tf_cell.Net).
 """
 
 import numpy as np
 import tensorflow as tf
 
+from . import tf_cell
 from .base import Config, Trainer, Unsupported
-from .tf_common import directions, fit, head_loss, rnn_stack
+from .tf_common import batch_tensors, directions
 
 
 @tf.custom_gradient
@@ -34,31 +35,51 @@ def block_lstm(x, w, b):
     return h, grad
 
 
+class Net(tf_cell.Net):
+    """tf-cell's stack and head, each direction one BlockLSTMV2 op; variables in the op's
+    layout: one stacked (I + H, 4H) [x, h] matrix per direction."""
+
+    def to_layout(self, cw):
+        out = {"head.w": cw["head.w"].T, "head.b": cw["head.b"]}
+        for p in directions(self.s):
+            out[p + "w"] = np.concatenate([cw[p + "w_ih"], cw[p + "w_hh"]], axis=1).T
+            out[p + "b_ih"], out[p + "b_hh"] = cw[p + "b_ih"], cw[p + "b_hh"]
+        return out
+
+    def from_layout(self, a):
+        out = {"head.w": a["head.w"].T, "head.b": a["head.b"]}
+        for p in directions(self.s):
+            out[p + "w_ih"], out[p + "w_hh"] = np.split(a[p + "w"].T, [-self.s.hidden], axis=1)
+            out[p + "b_ih"], out[p + "b_hh"] = a[p + "b_ih"], a[p + "b_hh"]
+        return out
+
+    def direction(self, x, p):
+        return block_lstm(x, self.params[p + "w"], self.params[p + "b_ih"] + self.params[p + "b_hh"])
+
+
 def build(cfg: Config) -> Trainer:
     s = cfg.scenario
     if s.cell != "lstm":
         raise Unsupported("TensorFlow has no fused whole-sequence GRU op (BlockLSTMV2 is LSTM only)")
+    x, y, lengths = batch_tensors(cfg)
+    model = Net(s, cfg.weights)
 
-    # Canonical per-direction weights <-> the op's stacked (I + H, 4H) matrix.
-    arrays = {"head.w": cfg.weights["head.w"].T, "head.b": cfg.weights["head.b"]}
-    for p in directions(s):
-        cw = {k: cfg.weights[p + k] for k in ("w_ih", "w_hh", "b_ih", "b_hh")}
-        arrays[p + "w"] = np.concatenate([cw["w_ih"], cw["w_hh"]], axis=1).T
-        arrays[p + "b_ih"], arrays[p + "b_hh"] = cw["b_ih"], cw["b_hh"]
-    params = {name: tf.Variable(a, name=name) for name, a in arrays.items()}
+    def loss_fn(logits, y, lengths):  # CTC: the mean over the batch of per-sequence NLLs
+        if s.loss == "ce":
+            return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+        return tf.reduce_mean(tf.nn.ctc_loss(y, logits, None, lengths, logits_time_major=True, blank_index=0))
 
-    def to_canonical(a):
-        out = {"head.w": a["head.w"].T, "head.b": a["head.b"]}
-        for p in directions(s):
-            out[p + "w_ih"], out[p + "w_hh"] = np.split(a[p + "w"].T, [-s.hidden], axis=1)
-            out[p + "b_ih"], out[p + "b_hh"] = a[p + "b_ih"], a[p + "b_hh"]
-        return out
+    # TensorFlow's Adam is Keras's (epsilon-hat form, see tf_cell.py).
+    optimizer = tf.keras.optimizers.Adam(cfg.lr, epsilon=cfg.adam_eps)
 
-    def run(x, p):
-        return block_lstm(x, params[p + "w"], params[p + "b_ih"] + params[p + "b_hh"])
+    @tf.function  # traced once: every call passes the same tensors
+    def train_step(x, y, lengths):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(model(x, lengths), y, lengths)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
 
-    def loss_fn(x, y, lengths):
-        outputs = rnn_stack(s, run, x, lengths)
-        return head_loss(s, outputs, y, lengths, params["head.w"], params["head.b"])
-
-    return fit(cfg, params, loss_fn, to_canonical)
+    parameters = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    return Trainer(lambda: float(train_step(x, y, lengths)), model.to_canonical, parameters,
+                   {"adam": "epsilon-hat"})

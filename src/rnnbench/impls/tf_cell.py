@@ -4,13 +4,17 @@ Today's form of the seed's "TensorFlow LSTMCell" (``dynamic_rnn``). The input pr
 of all time steps is one matrix product before the loop, so the loop body is only the
 recurrent product and the gate arithmetic. Weights in Keras's layout: kernels are
 (inputs, units), the canonical matrices transposed; gate order and the two bias vectors
-stay canonical.
+stay canonical. tf-blockcell, tf-blockfused and tf-cudnn reuse this script's ``Net`` with
+other ops inside.
 """
 
+import numpy as np
 import tensorflow as tf
 
 from .base import Config, Trainer
-from .tf_common import fit, head_loss, rnn_stack
+from .tf_common import batch_tensors
+
+KINDS = ("w_ih", "w_hh", "b_ih", "b_hh")
 
 
 def lstm(x, w_ih, w_hh, b_ih, b_hh):
@@ -44,21 +48,71 @@ def gru(x, w_ih, w_hh, b_ih, b_hh):
     return tf.scan(step, xw, initializer=tf.zeros((x.shape[1], w_hh.shape[0])))
 
 
-def build(cfg: Config, jit_compile: bool = False) -> Trainer:
+class Net(tf.Module):
+    """The stacked, optionally bidirectional RNN and the Dense head, as TF variables.
+
+    Variable lengths need no mask: outputs before a sequence's end never see its padding,
+    and the backward direction runs on each sequence reversed within its own length
+    (tf.reverse_sequence leaves the padding in place), so it starts at the true end.
+    """
+
+    def __init__(self, s, weights):
+        super().__init__()
+        self.s = s
+        self.params = {name: tf.Variable(w, name=name) for name, w in self.to_layout(weights).items()}
+
+    def to_layout(self, weights):  # canonical (out, in) matrices -> (in, out) kernels
+        return {name: w.T if w.ndim == 2 else w for name, w in weights.items()}
+
+    def from_layout(self, arrays):
+        return self.to_layout(arrays)  # a transpose is its own inverse
+
+    def to_canonical(self):
+        return self.from_layout({name: v.numpy() for name, v in self.params.items()})
+
+    def direction(self, x, prefix):
+        """One direction of one layer (``prefix`` "l0.fw."): time-major x -> (T, B, H)."""
+        cell = {"lstm": lstm, "gru": gru}[self.s.cell]
+        return cell(x, *(self.params[prefix + k] for k in KINDS))
+
+    def rnn(self, x, lengths):
+        reverse = lambda t: tf.reverse_sequence(t, lengths, seq_axis=0, batch_axis=1)
+        for k in range(self.s.layers):
+            out = self.direction(x, f"l{k}.fw.")
+            if self.s.bidirectional:
+                out = tf.concat([out, reverse(self.direction(reverse(x), f"l{k}.bw."))], axis=2)
+            x = out
+        return x
+
+    def __call__(self, x, lengths):
+        """Logits: (B, C) at the last step (CE) or (T, B, C) at every step (CTC)."""
+        h = self.rnn(x, lengths)  # (T, B, D)
+        h = h[-1] if self.s.loss == "ce" else h
+        return tf.tensordot(h, self.params["head.w"], axes=1) + self.params["head.b"]
+
+
+def build(cfg: Config) -> Trainer:
     s = cfg.scenario
-    transpose = lambda w: w.T if w.ndim == 2 else w  # canonical (out, in) <-> kernel (in, out)
-    params = {name: tf.Variable(transpose(w), name=name) for name, w in cfg.weights.items()}
-    cell = {"lstm": lstm, "gru": gru}[s.cell]
+    x, y, lengths = batch_tensors(cfg)
+    model = Net(s, cfg.weights)
 
-    def run(x, prefix):
-        return cell(x, *(params[prefix + k] for k in ("w_ih", "w_hh", "b_ih", "b_hh")))
+    def loss_fn(logits, y, lengths):  # CTC: the mean over the batch of per-sequence NLLs
+        if s.loss == "ce":
+            return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+        return tf.reduce_mean(tf.nn.ctc_loss(y, logits, None, lengths, logits_time_major=True, blank_index=0))
 
-    def loss_fn(x, y, lengths):
-        outputs = rnn_stack(s, run, x, lengths)
-        return head_loss(s, outputs, y, lengths, params["head.w"], params["head.b"])
+    # TensorFlow's Adam is Keras's (``import tensorflow`` loads Keras): "epsilon-hat" form,
+    # eps added to sqrt(v) before the bias correction.
+    optimizer = tf.keras.optimizers.Adam(cfg.lr, epsilon=cfg.adam_eps)
 
-    def to_canonical(arrays):
-        return {name: transpose(w) for name, w in arrays.items()}
+    @tf.function  # traced once: every call passes the same tensors
+    def train_step(x, y, lengths):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(model(x, lengths), y, lengths)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
 
-    notes = {"gru": "reset-after"} if s.cell == "gru" else {}
-    return fit(cfg, params, loss_fn, to_canonical, jit_compile=jit_compile, **notes)
+    parameters = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    return Trainer(lambda: float(train_step(x, y, lengths)), model.to_canonical, parameters,
+                   {"adam": "epsilon-hat", **({"gru": "reset-after"} if s.cell == "gru" else {})})

@@ -1,27 +1,50 @@
-"""PyTorch: the hand-written cells of ``torch_custom`` with each cell step compiled by
+"""PyTorch: torch-custom's hand-written cells with each cell step compiled by
 ``torch.compile``, so the elementwise gate math of a step fuses into one kernel.
 
 Compiling the whole unrolled time loop instead traces T steps per layer and direction:
-at T = 1000 that takes minutes (SPEC 6 saw Keras' torch backend not finish in 10
-minutes), so only the cell is compiled and the loop stays in Python.
+at T = 1000 that takes minutes (Keras 3 on the torch backend with ``jit_compile=True``,
+torch.compile of a 1000-step loop, did not finish one 1x320 LSTM step in 10 minutes), so
+only the cell is compiled and the loop stays in Python.
 """
 
 import torch
+import torch.nn.functional as F
 
 from .base import Config, Trainer
-from .torch_common import CellNet, batch_tensors, fit, reverse_index
-from .torch_custom import NAMES, make_cell
+from .torch_cell import Net
+from .torch_common import batch_tensors, load_canonical, reverse_index, to_canonical
+from .torch_custom import CELLS, NAMES
 
 
-def compiled_cell(kind: str, inputs: int, hidden: int) -> torch.nn.Module:
-    cell = make_cell(kind, inputs, hidden)
-    cell.compile(dynamic=False)  # compiles on first call; parameter names stay the same
-    return cell
+def compiled_cell(s):
+    def make_cell(inputs: int, hidden: int) -> torch.nn.Module:
+        cell = CELLS[s.cell](inputs, hidden)
+        cell.compile(dynamic=False)  # compiles on first call; parameter names stay the same
+        return cell
+    return make_cell
 
 
 def build(cfg: Config) -> Trainer:
     s = cfg.scenario
-    model = CellNet(s, compiled_cell).to(cfg.device)
-    x, _, lengths, _ = batch_tensors(cfg)
+    x, y, lengths, label_lengths = batch_tensors(cfg)
     rev = reverse_index(lengths, s.time_steps, cfg.device)
-    return fit(cfg, model, NAMES, (x, rev), compile="per cell step (torch.compile, inductor)")
+    model = Net(s, compiled_cell(s), NAMES).to(cfg.device)
+    params = load_canonical(model, cfg.weights, model.param_name)
+
+    def loss_fn(logits):  # CTC: the mean over the batch of per-sequence NLLs, blank 0
+        if s.loss == "ce":
+            return F.cross_entropy(logits, y)
+        log_probs = F.log_softmax(logits, dim=-1).transpose(0, 1)  # (T, B, C)
+        return F.ctc_loss(log_probs, y, lengths, label_lengths, reduction="sum") / len(y)
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+
+    def step() -> float:
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x, rev))
+        loss.backward()
+        optimizer.step()
+        return loss.item()  # waits for the device
+
+    return Trainer(step, lambda: to_canonical(params), sum(p.numel() for p in model.parameters()),
+                   {"adam": "standard", "compile": "per cell step (torch.compile, inductor)"})

@@ -1,11 +1,14 @@
 """PyTorch: a hand-written cell from two ``nn.Linear`` layers and elementwise ops, stepped
-in a Python loop (the seed's "PyTorch custom LSTMCell" row)."""
+in a Python loop (the seed's "PyTorch custom LSTMCell" row). The stack around the cell is
+torch-cell's (torch_cell.Net); only the cell differs."""
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .base import Config, Trainer
-from .torch_common import CellNet, batch_tensors, cell_param_name, fit, reverse_index
+from .torch_cell import Net
+from .torch_common import batch_tensors, load_canonical, reverse_index, to_canonical
 
 
 class LSTMCell(nn.Module):
@@ -38,16 +41,31 @@ class GRUCell(nn.Module):
         return (1 - z) * n + z * h
 
 
-def make_cell(kind: str, inputs: int, hidden: int) -> nn.Module:
-    return {"gru": GRUCell, "lstm": LSTMCell}[kind](inputs, hidden)
-
-
-NAMES = cell_param_name({"w_ih": "ih.weight", "w_hh": "hh.weight", "b_ih": "ih.bias", "b_hh": "hh.bias"})
+CELLS = {"gru": GRUCell, "lstm": LSTMCell}
+NAMES = {"w_ih": "ih.weight", "w_hh": "hh.weight", "b_ih": "ih.bias", "b_hh": "hh.bias"}  # canonical -> cell's
 
 
 def build(cfg: Config) -> Trainer:
     s = cfg.scenario
-    model = CellNet(s, make_cell).to(cfg.device)
-    x, _, lengths, _ = batch_tensors(cfg)
+    x, y, lengths, label_lengths = batch_tensors(cfg)
     rev = reverse_index(lengths, s.time_steps, cfg.device)
-    return fit(cfg, model, NAMES, (x, rev))
+    model = Net(s, CELLS[s.cell], NAMES).to(cfg.device)
+    params = load_canonical(model, cfg.weights, model.param_name)
+
+    def loss_fn(logits):  # CTC: the mean over the batch of per-sequence NLLs, blank 0
+        if s.loss == "ce":
+            return F.cross_entropy(logits, y)
+        log_probs = F.log_softmax(logits, dim=-1).transpose(0, 1)  # (T, B, C)
+        return F.ctc_loss(log_probs, y, lengths, label_lengths, reduction="sum") / len(y)
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+
+    def step() -> float:
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x, rev))
+        loss.backward()
+        optimizer.step()
+        return loss.item()  # waits for the device
+
+    return Trainer(step, lambda: to_canonical(params), sum(p.numel() for p in model.parameters()),
+                   {"adam": "standard"})
