@@ -109,7 +109,6 @@ def test_runtime_info(child):
     assert info["keras_backend"] == backend
     assert info["device"] == "cpu" and info["threads"] == 1
     assert info["flush_denormal"] == "on"
-    assert info[backend]  # the backend framework's version is recorded
 
 
 @pytest.mark.parametrize("name", SEED_SCENARIOS)

@@ -8,13 +8,18 @@ resolves ``device`` ("auto" | "cpu" | "cuda") and returns metadata to record (at
 ``device``: "cpu" or "cuda", ``device_name``, ``threads``, ``flush_denormal``), plus
 ``gpu_peak_mb() -> float | None`` and ``adam_eps``, the framework's default Adam epsilon.
 The OMP/MKL/OpenBLAS variables are set by the runner in the worker's environment.
+
+A framework that runs on another's runtime (``runs_on``: the Keras backends, PyTensor's JAX
+backend) calls that framework's ``setup`` and adds only its own settings, so the same
+backend always runs under the same threads, affinity and denormal settings; ``settings``
+says what each runtime sets (``rnnbench list --json``, the README's table).
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,19 @@ class Framework:
     # What a fork server (rnnbench.forkserver, smoke profile) imports before forking each
     # worker: only modules that start no threads and touch no device at import.
     preload: tuple[str, ...] = ()
+    runs_on: str | None = None  # the framework whose runtime setup() this one calls first
+    # What its runtime's setup() sets, by SETTINGS_COLUMNS; for a framework that runs on
+    # another, only the environment variables it adds.
+    own_settings: dict[str, str] = field(default_factory=dict, hash=False)
+
+    @property
+    def settings(self) -> dict[str, str]:
+        """What the worker's runtime setup sets for this framework, by SETTINGS_COLUMNS."""
+        if self.runs_on is None:
+            return self.own_settings
+        base = FRAMEWORKS[self.runs_on].settings
+        env = ", ".join(e for e in (self.own_settings["environment"], base["environment"]) if e)
+        return {**base, "environment": env}
 
     @property
     def installed(self) -> bool:
@@ -48,21 +66,69 @@ class Framework:
         return f"pip install 'rnnbench[{self.extra}]'"
 
 
+SETTINGS_COLUMNS = ("intra-op threads", "inter-op threads", "CPU affinity", "denormals",
+                    "device", "GPU memory", "environment")
+# What each runtime's setup() sets (`rnnbench list --json`, the README's table), besides the
+# OMP/MKL/OpenBLAS/NUMEXPR/NUMBA thread variables the runner sets to N for every framework.
+# N is --threads; "flag" is on unless --no-flush-denormal.
+TORCH = {
+    "intra-op threads": "torch.set_num_threads(N)",
+    "inter-op threads": "torch.set_num_interop_threads(1)",
+    "CPU affinity": "not set",
+    "denormals": "torch.set_flush_denormal(flag)",
+    "device": "cuda if torch.cuda.is_available(); cudnn.benchmark = True on it",
+    "GPU memory": "caching allocator (default)",
+    "environment": "",
+}
+TENSORFLOW = {
+    "intra-op threads": "tf.config.threading.set_intra_op_parallelism_threads(N)",
+    "inter-op threads": "tf.config.threading.set_inter_op_parallelism_threads(1)",
+    "CPU affinity": "not set",
+    "denormals": "always flushed (TensorFlow sets FTZ/DAZ itself; no switch)",
+    "device": "GPU if one is listed; on CPU runs GPUs are hidden (set_visible_devices)",
+    "GPU memory": "set_memory_growth(True)",
+    "environment": "TF_CPP_MIN_LOG_LEVEL=2",
+}
+JAX = {
+    "intra-op threads": "PJRT_NPROC=N (XLA's CPU compute pool)",
+    "inter-op threads": "no setting: every XLA CPU kernel runs on that one pool",
+    "CPU affinity": "not set",
+    "denormals": "CPU: always flushed (XLA; no switch); GPU: --xla_gpu_ftz=true if flag",
+    "device": "JAX's default device; JAX_PLATFORMS=cpu for --device cpu",
+    "GPU memory": "JAX default: preallocates 75%",
+    "environment": "PJRT_NPROC, JAX_PLATFORMS (--device cpu), XLA_FLAGS (if flag)",
+}
+PYTENSOR = {
+    "intra-op threads": "numba.set_num_threads(N); scipy_openblas_set_num_threads(N)",
+    "inter-op threads": "no setting: ops run one after another",
+    "CPU affinity": "not set",
+    "denormals": "FTZ|DAZ set in MXCSR when flag (x86-64)",
+    "device": "CPU only (numba)",
+    "GPU memory": "no GPU",
+    "environment": "PYTENSOR_FLAGS=base_compiledir=<cache>",
+}
+
 FRAMEWORKS: dict[str, Framework] = {
     f.name: f
     for f in [
         Framework("torch", "PyTorch", ("torch",), ("torch",), "torch_", "torch",
-                  preload=("torch", "torch._dynamo")),
+                  preload=("torch", "torch._dynamo"), own_settings=TORCH),
         Framework("tensorflow", "TensorFlow", ("tensorflow-cpu", "tensorflow"), ("tensorflow",),
-                  "tensorflow_", "tensorflow"),
+                  "tensorflow_", "tensorflow", own_settings=TENSORFLOW),
         Framework("keras-tensorflow", "Keras", ("keras", "tensorflow-cpu", "tensorflow"), ("keras", "tensorflow"),
-                  "keras_", "keras"),
-        Framework("keras-jax", "Keras", ("keras", "jax", "jaxlib"), ("keras", "jax"), "keras_", "keras"),
-        Framework("keras-torch", "Keras", ("keras", "torch"), ("keras", "torch"), "keras_", "keras"),
-        Framework("jax", "JAX", ("jax", "jaxlib", "flax", "optax"), ("jax", "flax", "optax"), "jax_", "jax"),
-        Framework("pytensor", "PyTensor", ("pytensor", "numba"), ("pytensor",), "pytensor_", "pytensor"),
+                  "keras_", "keras", runs_on="tensorflow",
+                  own_settings={"environment": "KERAS_BACKEND=tensorflow"}),
+        Framework("keras-jax", "Keras", ("keras", "jax", "jaxlib"), ("keras", "jax"), "keras_", "keras",
+                  runs_on="jax", own_settings={"environment": "KERAS_BACKEND=jax"}),
+        Framework("keras-torch", "Keras", ("keras", "torch"), ("keras", "torch"), "keras_", "keras",
+                  runs_on="torch", own_settings={"environment": "KERAS_BACKEND=torch, KERAS_TORCH_DEVICE=<device>"}),
+        Framework("jax", "JAX", ("jax", "jaxlib", "flax", "optax"), ("jax", "flax", "optax"), "jax_", "jax",
+                  own_settings=JAX),
+        Framework("pytensor", "PyTensor", ("pytensor", "numba"), ("pytensor",), "pytensor_", "pytensor",
+                  own_settings=PYTENSOR),
         Framework("pytensor-jax", "PyTensor", ("pytensor", "jax", "jaxlib"), ("pytensor", "jax"),
-                  "pytensor_", "pytensor,jax"),
+                  "pytensor_", "pytensor,jax", runs_on="jax",
+                  own_settings={"environment": "PYTENSOR_FLAGS=base_compiledir=<cache>"}),
     ]
 }
 

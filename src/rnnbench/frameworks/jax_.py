@@ -1,4 +1,5 @@
-"""JAX runtime settings (flax-nnx, jax-scan).
+"""JAX runtime settings (flax-nnx, jax-scan and, through their own runtime modules,
+keras-jax and pytensor-jax).
 
 Threads: XLA's CPU client runs every kernel (matmuls included) on one intra-op pool whose
 size ``xla::DefaultThreadPoolSize()`` reads from the ``PJRT_NPROC`` environment variable
@@ -16,6 +17,7 @@ import os
 import sys
 
 adam_eps = 1e-8  # optax.adam's default
+
 
 def setup(framework: str, threads: int, flush_denormal: bool, device: str) -> dict:
     note = None

@@ -29,6 +29,8 @@ import platform
 import sys
 import tempfile
 
+from . import FRAMEWORKS, runtime
+
 adam_eps = 1e-8  # Lasagne's adam() default (PyTensor ships no optimizers)
 
 MXCSR_FTZ_DAZ = 0x8040  # bit 15: flush-to-zero, bit 6: denormals-are-zero
@@ -102,10 +104,9 @@ def _compiledir(pytensor) -> str:
 
 def setup(framework: str, threads: int, flush_denormal: bool, device: str) -> dict:
     configure_cache()
-    if framework == "pytensor-jax":
-        from . import jax_
-
-        info = jax_.setup(framework, threads, flush_denormal, device)
+    backend = FRAMEWORKS[framework].runs_on
+    if backend:  # pytensor-jax: exactly the JAX runtime's settings
+        info = runtime(backend).setup(backend, threads, flush_denormal, device)
         import pytensor
 
         return {**info, "linker": "JAXLinker", "compiledir": _compiledir(pytensor)}

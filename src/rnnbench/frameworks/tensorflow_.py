@@ -1,4 +1,4 @@
-"""TensorFlow runtime settings."""
+"""TensorFlow runtime settings (tf-* and, through rnnbench.frameworks.keras_, keras-tensorflow)."""
 
 import os
 
@@ -12,8 +12,15 @@ adam_eps = 1e-7  # the TF/Keras Adam default
 
 def setup(framework: str, threads: int, flush_denormal: bool, device: str) -> dict:
     # Must run before TensorFlow executes its first op (the worker calls us first).
+    # `threads` is the whole budget, as for every framework: torch spreads each op over N
+    # threads and runs ops one after another (set_num_interop_threads(1)), XLA runs every
+    # kernel on one N-thread pool. TensorFlow's inter-op pool is a second pool whose threads
+    # run small kernels themselves, beside the N intra-op threads: with N of them, ops that
+    # do not depend on each other (a layer's two directions) run at once on up to 2N
+    # threads, a head start the others do not get, which oversubscribes the cores when N is
+    # all of them. One inter-op thread keeps TensorFlow within the same budget.
     tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
 
     gpus = tf.config.list_physical_devices("GPU")
     if device == "auto":

@@ -13,12 +13,12 @@ transposed; the gate orders (LSTM i, f, g, o; GRU r, z, n) are the canonical one
 """
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
 
 from .base import Config, Trainer
-from .jax_common import cross_entropy, ctc, device_batch
 
 
 class GRUCell(nnx.GRUCell):
@@ -53,6 +53,50 @@ class Model(nnx.Module):
         if self.last_step_only:
             x = x[:, -1]
         return self.head(x)
+
+
+def build(cfg: Config) -> Trainer:
+    s, device = cfg.scenario, jax.devices(cfg.device)[0]
+    with jax.default_device(device):
+        model = Model(s, nnx.Rngs(0))
+        load_weights(model, cfg.weights)
+        optimizer = nnx.Optimizer(model, optax.adam(cfg.lr, eps=cfg.adam_eps), wrt=nnx.Param)
+
+    @nnx.jit(donate_argnames=("model", "optimizer"))
+    def train_step(model, optimizer, x, y, lengths):
+        def loss_fn(model):
+            """Mean over the batch: cross-entropy at the last step, or CTC (blank 0)."""
+            if s.loss == "ce":
+                return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
+            logits = model(x, seq_lengths=lengths)
+            # optax takes paddings (1 = a padded frame) rather than lengths; no label is padding.
+            padding = (jnp.arange(s.time_steps) >= lengths[:, None]).astype(logits.dtype)
+            return optax.ctc_loss(logits, padding, y, jnp.zeros(y.shape), blank_id=0).mean()
+
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        optimizer.update(model, grads)
+        return loss
+
+    # Flax performance guide: cache the object-graph traversal nnx.jit would redo every call.
+    cached_step = nnx.cached_partial(train_step, model, optimizer)
+    x, y, lengths = jax.device_put((cfg.batch.x, cfg.batch.y, cfg.batch.lengths), device)
+
+    notes = {"adam": "standard"}
+    if s.cell == "gru":
+        notes["gru"] = "reset-after"  # with the recurrent bias added above
+        notes["kernel"] = "nnx.RNN over nnx.GRUCell (+ recurrent bias)"
+    else:
+        notes["kernel"] = "nnx.RNN over nnx.OptimizedLSTMCell"
+        notes["bias"] = "single"  # b_ih + b_hh in one vector: b_hh reported frozen
+    return Trainer(
+        step=lambda: float(cached_step(x, y, lengths)),
+        weights=lambda: export_weights(model, cfg.weights),
+        parameters=sum(v.size for v in jax.tree.leaves(nnx.state(model, nnx.Param))),
+        notes=notes,
+    )
+
+
+# -- The canonical (PyTorch) weight layout <-> the model's parameters -----------------------
 
 
 def cells(model: Model):
@@ -96,40 +140,3 @@ def export_weights(model: Model, w0: dict) -> dict:
     out["head.w"] = a(model.head.kernel).T.copy()
     out["head.b"] = a(model.head.bias).copy()
     return out
-
-
-def build(cfg: Config) -> Trainer:
-    s = cfg.scenario
-    with jax.default_device(jax.devices(cfg.device)[0]):
-        model = Model(s, nnx.Rngs(0))
-        load_weights(model, cfg.weights)
-        optimizer = nnx.Optimizer(model, optax.adam(cfg.lr, eps=cfg.adam_eps), wrt=nnx.Param)
-
-    @nnx.jit(donate_argnames=("model", "optimizer"))
-    def train_step(model, optimizer, x, y, lengths):
-        def loss_fn(model):
-            if s.loss == "ce":
-                return cross_entropy(model(x), y)
-            return ctc(model(x, seq_lengths=lengths), lengths, y)
-
-        loss, grads = nnx.value_and_grad(loss_fn)(model)
-        optimizer.update(model, grads)
-        return loss
-
-    # Flax performance guide: cache the object-graph traversal nnx.jit would redo every call.
-    cached_step = nnx.cached_partial(train_step, model, optimizer)
-    x, y, lengths = device_batch(cfg)
-
-    notes = {"adam": "standard"}
-    if s.cell == "gru":
-        notes["gru"] = "reset-after"  # with the recurrent bias added above
-        notes["kernel"] = "nnx.RNN over nnx.GRUCell (+ recurrent bias)"
-    else:
-        notes["kernel"] = "nnx.RNN over nnx.OptimizedLSTMCell"
-        notes["bias"] = "single"  # b_ih + b_hh in one vector: b_hh reported frozen
-    return Trainer(
-        step=lambda: float(cached_step(x, y, lengths)),
-        weights=lambda: export_weights(model, cfg.weights),
-        parameters=sum(v.size for v in jax.tree.leaves(nnx.state(model, nnx.Param))),
-        notes=notes,
-    )

@@ -18,12 +18,10 @@ import numpy as np
 import optax
 
 from .base import Config, Trainer
-from .jax_common import cross_entropy, ctc, device_batch
 
 # Scan steps per loop iteration. On CPU (1x320 LSTM and GRU, T=100, 1 thread) unrolling
 # 2, 4 or 8 steps measured 1-19% slower than 1, and compiled longer.
 UNROLL = 1
-KINDS = ("w_ih", "w_hh", "b_ih", "b_hh")
 
 
 def lstm_cell(p, carry, xw):
@@ -76,6 +74,47 @@ def forward(s, params, x, lengths):
     return jnp.swapaxes(x @ params["head"]["w"] + params["head"]["b"], 0, 1)
 
 
+def build(cfg: Config) -> Trainer:
+    s, device = cfg.scenario, jax.devices(cfg.device)[0]
+    params = jax.device_put(to_params(s, cfg.weights), device)
+    tx = optax.adam(cfg.lr, eps=cfg.adam_eps)
+    opt_state = tx.init(params)
+
+    def loss_fn(params, x, y, lengths):
+        """Mean over the batch: cross-entropy at the last step, or CTC (blank 0)."""
+        logits = forward(s, params, x, lengths)
+        if s.loss == "ce":
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        # optax takes paddings (1 = a padded frame) rather than lengths; no label is padding.
+        padding = (jnp.arange(s.time_steps) >= lengths[:, None]).astype(logits.dtype)  # (B, T)
+        return optax.ctc_loss(logits, padding, y, jnp.zeros(y.shape), blank_id=0).mean()
+
+    @partial(jax.jit, donate_argnums=(0, 1))  # params and optimizer state are updated in place
+    def train_step(params, opt_state, x, y, lengths):
+        loss, grads = jax.value_and_grad(loss_fn)(params, x, y, lengths)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    x, y, lengths = jax.device_put((cfg.batch.x, cfg.batch.y, cfg.batch.lengths), device)
+    state = {"params": params, "opt_state": opt_state}
+
+    def step() -> float:
+        state["params"], state["opt_state"], loss = train_step(state["params"], state["opt_state"], x, y, lengths)
+        return float(loss)
+
+    return Trainer(
+        step=step,
+        weights=lambda: to_canonical(s, state["params"]),
+        parameters=sum(a.size for a in jax.tree.leaves(params)),
+        notes={"adam": "standard", "unroll": str(UNROLL), "kernel": "lax.scan, input projection hoisted",
+               **({"gru": "reset-after"} if s.cell == "gru" else {})},
+    )
+
+
+# -- The canonical (PyTorch) weight layout <-> this script's pytree ------------------------
+KINDS = ("w_ih", "w_hh", "b_ih", "b_hh")
+
+
 def to_params(s, w):
     """Canonical weights -> {"l0.fw": {"w_ih": (I, G*H), ...}, ..., "head": {"w", "b"}}."""
     params = {p: {k: w[f"{p}.{k}"].T for k in KINDS} for p in prefixes(s)}  # .T: no-op on biases
@@ -92,35 +131,3 @@ def to_canonical(s, params):
 
 def prefixes(s):
     return [f"l{k}.{d}" for k in range(s.layers) for d in ("fw", "bw")[: s.directions]]
-
-
-def build(cfg: Config) -> Trainer:
-    s = cfg.scenario
-    params = jax.device_put(to_params(s, cfg.weights), jax.devices(cfg.device)[0])
-    tx = optax.adam(cfg.lr, eps=cfg.adam_eps)
-    opt_state = tx.init(params)
-
-    def loss_fn(params, x, y, lengths):
-        logits = forward(s, params, x, lengths)
-        return cross_entropy(logits, y) if s.loss == "ce" else ctc(logits, lengths, y)
-
-    @partial(jax.jit, donate_argnums=(0, 1))  # params and optimizer state are updated in place
-    def train_step(params, opt_state, x, y, lengths):
-        loss, grads = jax.value_and_grad(loss_fn)(params, x, y, lengths)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    x, y, lengths = device_batch(cfg)
-    state = {"params": params, "opt_state": opt_state}
-
-    def step() -> float:
-        state["params"], state["opt_state"], loss = train_step(state["params"], state["opt_state"], x, y, lengths)
-        return float(loss)
-
-    return Trainer(
-        step=step,
-        weights=lambda: to_canonical(s, state["params"]),
-        parameters=sum(a.size for a in jax.tree.leaves(params)),
-        notes={"adam": "standard", "unroll": str(UNROLL), "kernel": "lax.scan, input projection hoisted",
-               **({"gru": "reset-after"} if s.cell == "gru" else {})},
-    )

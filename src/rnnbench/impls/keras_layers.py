@@ -4,17 +4,8 @@
 One script for three implementations: keras-tensorflow, keras-jax and keras-torch. The
 backend is whatever ``KERAS_BACKEND`` named when keras was first imported
 (``rnnbench.frameworks.keras_.setup`` sets it); nothing below depends on it except the
-``jit_compile`` choice.
-
-Layout conversions from the canonical (PyTorch) weights:
-
-* kernels are (inputs, gates * units): the transposes of ``w_ih`` / ``w_hh``;
-* LSTM gate order i, f, c, o is the canonical i, f, g, o; Keras has ONE bias vector per
-  layer, loaded as ``b_ih + b_hh``: the trained model is the canonical one with ``b_hh``
-  frozen, so ``weights()`` reports the bias's change in ``b_ih`` and ``b_hh`` unchanged;
-* GRU ``reset_after=True`` (the default) is the canonical cuDNN formulation, with a
-  (2, 3 * units) bias: row 0 the input bias, row 1 the recurrent bias; Keras' gate order
-  is z, r, h, the canonical one r, z, n.
+``jit_compile`` choice. The conversions between the canonical (PyTorch) weight layout and
+Keras' come last.
 """
 
 import numpy as np
@@ -65,14 +56,65 @@ def build_model(s) -> keras.Model:
 
 
 class CTCModel(keras.Model):
-    """CTC needs each sequence's length, which only the inputs carry: overriding
-    ``compute_loss`` is Keras' documented hook for a loss beyond ``loss(y, y_pred)``."""
+    """CTC needs each sequence's length, which only the inputs carry (``keras.losses.CTC``
+    takes every sequence as full length): overriding ``compute_loss`` is Keras' documented
+    hook for a loss beyond ``loss(y, y_pred)``."""
 
     def compute_loss(self, x, y, y_pred, sample_weight=None, training=True):
         _, lengths = x
         label_lengths = ops.full(ops.shape(y)[:1], ops.shape(y)[1], dtype="int32")
         nll = ops.ctc_loss(y, y_pred, label_lengths, lengths, mask_index=0)  # blank 0
         return ops.mean(nll)  # mean over the batch of per-sequence NLLs
+
+
+def build(cfg: Config) -> Trainer:
+    s, backend = cfg.scenario, keras.backend.backend()
+    model = build_model(s)
+    load_weights(model, s, cfg.weights)
+
+    # Keras' Adam adds epsilon to sqrt(v) before the bias correction ("epsilon-hat").
+    optimizer = keras.optimizers.Adam(learning_rate=cfg.lr, epsilon=cfg.adam_eps)
+    if s.loss == "ce":
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)  # batch mean
+    else:
+        loss = None  # CTCModel.compute_loss
+    model.compile(optimizer=optimizer, loss=loss, jit_compile=JIT_COMPILE[backend])
+
+    # The one toy batch, converted to backend tensors (on the device) once.
+    x = ops.convert_to_tensor(cfg.batch.x)
+    if s.loss == "ctc":
+        x = [x, ops.convert_to_tensor(cfg.batch.lengths)]
+    y = ops.convert_to_tensor(cfg.batch.y)
+
+    def step() -> float:  # forward, loss, gradients and the Adam update
+        return float(model.train_on_batch(x, y))
+
+    notes = {
+        "adam": "epsilon-hat",
+        "backend": backend,
+        "jit_compile": str(model.jit_compile),
+        "kernel": kernel_path(backend, s.cell, s.loss == "ctc", cfg.device, model.jit_compile),
+    }
+    if s.cell == "gru":
+        notes["gru"] = "reset-after"
+    else:
+        notes["bias"] = "single"  # b_ih + b_hh in one vector: b_hh reported frozen
+    return Trainer(
+        step=step,
+        weights=lambda: export_weights(model, s, cfg.weights),
+        parameters=model.count_params(),
+        notes=notes,
+    )
+
+
+# -- The canonical (PyTorch) weight layout <-> Keras' -------------------------------------
+# * kernels are (inputs, gates * units): the transposes of ``w_ih`` / ``w_hh``;
+# * LSTM gate order i, f, c, o is the canonical i, f, g, o; Keras has ONE bias vector per
+#   layer, loaded as ``b_ih + b_hh``: the trained model is the canonical one with ``b_hh``
+#   frozen, so ``weights()`` reports the bias's change in ``b_ih`` and ``b_hh`` unchanged;
+# * GRU ``reset_after=True`` (the default) is the canonical cuDNN formulation, with a
+#   (2, 3 * units) bias: row 0 the input bias, row 1 the recurrent bias; Keras' gate order
+#   is z, r, h, the canonical one r, z, n.
 
 
 def directions(model, s) -> dict:
@@ -130,45 +172,3 @@ def export_weights(model, s, w0):
     out["head.w"] = numpy(head.kernel).T
     out["head.b"] = numpy(head.bias)
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
-
-
-def build(cfg: Config) -> Trainer:
-    s, batch = cfg.scenario, cfg.batch
-    backend = keras.backend.backend()
-    model = build_model(s)
-    load_weights(model, s, cfg.weights)
-
-    # Keras' Adam adds epsilon to sqrt(v) before the bias correction ("epsilon-hat").
-    optimizer = keras.optimizers.Adam(learning_rate=cfg.lr, epsilon=cfg.adam_eps)
-    jit = JIT_COMPILE[backend]
-    if s.loss == "ce":
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)  # batch mean
-        model.compile(optimizer=optimizer, loss=loss, jit_compile=jit)
-    else:
-        model.compile(optimizer=optimizer, jit_compile=jit)  # CTCModel.compute_loss
-
-    # The one toy batch, converted to backend tensors (on the device) once.
-    x = ops.convert_to_tensor(batch.x)
-    if s.loss == "ctc":
-        x = [x, ops.convert_to_tensor(batch.lengths)]
-    y = ops.convert_to_tensor(batch.y)
-
-    def step() -> float:
-        return float(model.train_on_batch(x, y))
-
-    notes = {
-        "adam": "epsilon-hat",
-        "backend": backend,
-        "jit_compile": str(model.jit_compile),
-        "kernel": kernel_path(s.cell, s.loss == "ctc", cfg.device, model.jit_compile),
-    }
-    if s.cell == "gru":
-        notes["gru"] = "reset-after"
-    else:
-        notes["bias"] = "single"  # b_ih + b_hh in one vector: b_hh reported frozen
-    return Trainer(
-        step=step,
-        weights=lambda: export_weights(model, s, cfg.weights),
-        parameters=model.count_params(),
-        notes=notes,
-    )

@@ -64,9 +64,11 @@ def recurrent_layer(x_proj, mask, w_hh, b_hh, cell, backwards):
     return h[::-1] if backwards else h
 
 
+# PyTensor ships no optimizer (nor did Theano), so the script writes Lasagne's adam.
 def adam(loss, params, learning_rate, epsilon, beta1=0.9, beta2=0.999):
-    """Lasagne's ``adam``: the bias corrections are folded into the step size, so epsilon
-    is added to sqrt(v) before bias correction (the "epsilon-hat" form, Kingma & Ba sec. 2)."""
+    """(variable, new value) pairs that the compiled function applies after each call. The
+    bias corrections are folded into the step size, so epsilon is added to sqrt(v) before
+    bias correction (the "epsilon-hat" form, Kingma & Ba sec. 2)."""
     grads = pytensor.grad(loss, params)
     t_prev = pytensor.shared(np.float32(0))
     t = t_prev + 1
@@ -124,7 +126,7 @@ def build(cfg: Config, mode=None) -> Trainer:
     learning_rate = pytensor.shared(np.float32(cfg.lr), name="learning_rate")
     epsilon = pytensor.shared(np.float32(cfg.adam_eps), name="epsilon")
     updates = adam(loss, list(params.values()), learning_rate, epsilon)
-    train = pytensor.function(inputs, loss, updates=updates, mode=mode)
+    train = pytensor.function(inputs, loss, updates=updates, mode=mode)  # the train step
 
     def step() -> float:
         return float(train(*values))
