@@ -76,7 +76,7 @@ TORCH = {
     "inter-op threads": "torch.set_num_interop_threads(1)",
     "CPU affinity": "not set",
     "denormals": "torch.set_flush_denormal(flag)",
-    "device": "cuda if torch.cuda.is_available(); cudnn.benchmark = True on it",
+    "device": "cuda if torch.cuda.is_available(); cudnn.benchmark = True and TF32 off on it",
     "GPU memory": "caching allocator (default)",
     "environment": "",
 }
@@ -94,7 +94,7 @@ JAX = {
     "inter-op threads": "no setting: every XLA CPU kernel runs on that one pool",
     "CPU affinity": "not set",
     "denormals": "CPU: always flushed (XLA; no switch); GPU: --xla_gpu_ftz=true if flag",
-    "device": "JAX's default device; JAX_PLATFORMS=cpu for --device cpu",
+    "device": "JAX's default device; JAX_PLATFORMS=cpu for --device cpu; float32 matmuls at 'highest' precision",
     "GPU memory": "JAX default: preallocates 75%",
     "environment": "PJRT_NPROC, JAX_PLATFORMS (--device cpu), XLA_FLAGS (if flag)",
 }

@@ -17,8 +17,13 @@ def setup(framework: str, threads: int, flush_denormal: bool, device: str) -> di
         if not torch.cuda.is_available():
             raise RuntimeError("--device cuda: torch sees no CUDA GPU")
         torch.backends.cudnn.benchmark = True
+        # Full float32 math, as on the CPU and in every other framework here: cuDNN may use
+        # TF32 by default (10-bit mantissa), which changes the numbers, not only the speed.
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
         name = torch.cuda.get_device_name()
-        extra = {"cuda": torch.version.cuda, "cudnn": str(torch.backends.cudnn.version())}
+        extra = {"cuda": torch.version.cuda, "cudnn": str(torch.backends.cudnn.version()),
+                 "float32_math": "full (TF32 off in cuDNN and matmul)"}
     else:
         name, extra = "cpu", {}
     return {
