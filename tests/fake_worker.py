@@ -8,12 +8,15 @@ steps step records; the others crash, hang, or write something that is not a res
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
 
 from rnnbench.protocol import Job, Result, step_record
 
+# A file size limit set on the runner (to test a full disk) is not this worker's concern.
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.getrlimit(resource.RLIMIT_FSIZE)[1],) * 2)
 mode, job = sys.argv[1], Job.load(sys.argv[2])
 if mode == "crash":
     print("fake worker: about to crash", file=sys.stderr)

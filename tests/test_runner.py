@@ -26,7 +26,7 @@ def launch(request, monkeypatch):
     monkeypatch.setattr("rnnbench.gemm.in_subprocess", lambda threads, env: {"gflops": 100.0, "threads": threads})
     yield request.param
     while RUNNERS:
-        RUNNERS.pop().close(None)
+        RUNNERS.pop().close()
 
 
 def make_runner(tmp_path, fake, timeout_s=30.0, profile="smoke", **kw):

@@ -189,12 +189,13 @@ def execute(args, settings) -> tuple[list[dict], int]:
             progress = Progress()
             runner = Runner(settings, progress, on_result=lambda label, doc: progress.result(label + result_line(doc)))
             stopped = runner.run(scenarios, impls, sys.argv, missing)
-            why = runner.meta.get("stopped_by")
+            why = runner.stopped_by
         except KeyboardInterrupt as e:  # before the run took the directory, or as it let go of it
             stopped, why = exit_status(e), cause(e)
     docs = runner.docs if runner else []
     if stopped and runner and runner.meta:
-        print(f"rnnbench: interrupted ({why}): {len(docs)} finished results kept in {settings.out}",
+        finished = sum(d["status"] != "interrupted" for d in docs)
+        print(f"rnnbench: interrupted ({why}): {finished} finished run{'s' * (finished != 1)} kept in {settings.out}",
               file=sys.stderr, flush=True)
     elif stopped:
         print(f"rnnbench: interrupted ({why}) before the run started", file=sys.stderr, flush=True)

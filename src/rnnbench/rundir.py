@@ -39,12 +39,18 @@ RUN_FILES = ("meta.json", "runs", "logs", "summary.csv", "results.csv")
 @contextmanager
 def deferred_signals():
     """Hold Ctrl-C and SIGTERM back until the block ends: files written inside it are
-    all written, or (on an error) none, whenever the user presses Ctrl-C."""
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    all written, or (on an error) none, whenever the user presses Ctrl-C. (Python runs a
+    signal's handler between two bytecodes, possibly well after the signal came: a
+    handler that only takes note of it, for the block's length, is what defers it.)"""
+    pending = []
+    old = {sig: signal.signal(sig, lambda signum, frame: pending.append(signum)) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if pending:
+            signal.raise_signal(pending[0])
 
 
 class Interrupted(KeyboardInterrupt):

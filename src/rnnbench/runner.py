@@ -83,13 +83,14 @@ class Runner:
         self.docs: list[dict] = []
         self.meta: dict = {}
         self.lock: rundir.Lock | None = None
+        self.stopped_by: str | None = None  # what interrupted the run, if anything did
         self.launcher = Launcher(settings.profile.fork_server)
 
     def run(self, scenarios: list[Scenario], impls: list[str], argv: list[str], missing=frozenset()) -> int:
         """Every scenario with every implementation (those of a ``missing`` framework are
         recorded as skipped). Returns 0, or 130 / 143 after Ctrl-C / SIGTERM. Raises
         ResultsError, having touched nothing, if the directory is unusable or in use."""
-        status, stopped_by = 0, None
+        status = 0
         try:
             self.open(scenarios, impls, argv)
             if self.st.mode == "bench":
@@ -109,12 +110,13 @@ class Runner:
                     doc = self.run_one(s, impl)
                 self.on_result(label, doc)
         except KeyboardInterrupt as e:
-            status, stopped_by = rundir.exit_status(e), rundir.cause(e)
+            status, self.stopped_by = rundir.exit_status(e), rundir.cause(e)
         except results.RecordError as e:
-            stopped_by = str(e)
-            raise
+            self.stopped_by = str(e)
+            raise results.RecordError(f"{e}; the run stopped there, the {len(self.docs)} runs recorded "
+                                      f"before it are kept in {self.out}") from None
         finally:
-            self.close(stopped_by)
+            self.close()
         return status
 
     def open(self, scenarios: list[Scenario], impls: list[str], argv: list[str]) -> None:
@@ -130,21 +132,24 @@ class Runner:
             "compile_cache": compile_cache(st.profile.shared_cache) or "fresh per worker",
             "workers": "forked from a fork server per framework that preloads it" if st.profile.fork_server
                        else "a fresh process each",
-            "gemm": {"gflops": None, "threads": st.threads, "error": "not measured" + (" (verify only)" * (st.mode != "bench"))},
+            "gemm": {"gflops": None, "threads": st.threads, "error": "not measured" if st.mode == "bench" else "verify only"},
         }
         self.lock, notices = rundir.take(self.out, argv, meta)
         self.meta = meta
         for line in notices:
             self.progress.result(line)
 
-    def close(self, stopped_by: str | None) -> None:
-        """Stop the fork servers, say in meta.json how the run ended, release the lock."""
+    def close(self) -> None:
+        """Stop the fork servers, say in meta.json how the run ended, release the lock. A
+        run stopped once every run was recorded has finished all the same."""
         with rundir.deferred_signals():
             self.launcher.close()
             if self.lock is None:
                 return
-            self.meta.update(state="interrupted" if stopped_by else "finished", finished=now(),
-                             interrupted=bool(stopped_by), stopped_by=stopped_by)
+            done = sum(d["status"] != "interrupted" for d in self.docs)
+            stopped = bool(self.stopped_by) and done < len(self.meta["scenarios"]) * len(self.meta["impls"])
+            self.meta.update(state="interrupted" if stopped else "finished", finished=now(), interrupted=stopped,
+                             stopped_by=self.stopped_by if stopped else None)
             try:
                 results.write_json(self.out / "meta.json", self.meta)
             except OSError:
