@@ -3,7 +3,9 @@
 A results directory holds:
 
 * ``meta.json``: the invocation (schema ``rnnbench.meta/1``): run id, profile, machine,
-  git revision, thread and denormal settings, the GEMM rate, the selection.
+  git revision, thread and denormal settings, the GEMM rate, the selection, and how far
+  the run got: ``state`` "running", "finished" or "interrupted" (then ``stopped_by``: Ctrl-C,
+  SIGTERM, a write error, or a runner that died), with ``started`` and ``finished`` times.
 * ``runs/<scenario>__<impl>.json``: one document per (scenario, implementation) run
   (schema ``rnnbench.run/1``) with every field of its summary row, the raw steps
   (``step_log``: phase, step, runtime_s, loss) and the

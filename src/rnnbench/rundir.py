@@ -43,7 +43,11 @@ def deferred_signals():
     signal's handler between two bytecodes, possibly well after the signal came: a
     handler that only takes note of it, for the block's length, is what defers it.)"""
     pending = []
-    old = {sig: signal.signal(sig, lambda signum, frame: pending.append(signum)) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def note(signum, frame):
+        pending.append(signum)
+
+    old = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:

@@ -132,7 +132,8 @@ class Runner:
             "compile_cache": compile_cache(st.profile.shared_cache) or "fresh per worker",
             "workers": "forked from a fork server per framework that preloads it" if st.profile.fork_server
                        else "a fresh process each",
-            "gemm": {"gflops": None, "threads": st.threads, "error": "not measured" if st.mode == "bench" else "verify only"},
+            "gemm": {"gflops": None, "threads": st.threads,
+                     "error": "not measured" if st.mode == "bench" else "verify only"},
         }
         self.lock, notices = rundir.take(self.out, argv, meta)
         self.meta = meta
@@ -177,7 +178,7 @@ class Runner:
                    result=str(tmp / "result.json"), progress=str(tmp / "progress.jsonl"))
 
     def skip(self, scenario: Scenario, impl: str, reason: str) -> dict:
-        job = self.job(scenario, impl, Path(os.devnull))
+        job = self.job(scenario, impl, Path(os.devnull))  # for no worker: its files are never written
         return self.record(run_document(job, self.info, Outcome("not started", reason=reason)))
 
     def run_one(self, scenario: Scenario, impl: str) -> dict:
@@ -193,7 +194,8 @@ class Runner:
     def work(self, job: Job, tmp: Path) -> Outcome:
         """Start the job's worker and wait for it: how it ended and what it handed back."""
         log = self.out / "logs" / f"{job.sizes()['name']}__{job.impl}.log"
-        env = {**os.environ, **thread_env(job.threads), **cache_env(compile_cache(self.st.profile.shared_cache) or str(tmp / "cache"))}
+        cache = compile_cache(self.st.profile.shared_cache) or str(tmp / "cache")
+        env = {**os.environ, **thread_env(job.threads), **cache_env(cache)}
         proc, t0 = None, time.perf_counter()
         try:
             proc = self.launcher.start(IMPLEMENTATIONS[job.impl].framework, [*self.st.worker, str(tmp / "job.json")],
