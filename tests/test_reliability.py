@@ -345,3 +345,14 @@ def test_json_has_no_nan_or_infinity(tmp_path):
     results.write_json(tmp_path / "m.json", {"timeout_s": float("inf"), "x": [1.0, float("nan")]})
     doc = json.loads((tmp_path / "m.json").read_text(), parse_constant=lambda c: pytest.fail(c))
     assert doc == {"timeout_s": None, "x": [1.0, None], "non_finite": {"timeout_s": "inf", "x[1]": "nan"}}
+
+
+def test_a_file_system_without_locks_is_said_not_fatal(tmp_path, monkeypatch):
+    def no_locks(fd, how):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(rundir.fcntl, "flock", no_locks)
+    lock = rundir.Lock(tmp_path)
+    assert lock.acquire(["x"]) == (f"cannot lock {tmp_path / rundir.LOCK_NAME} ({os.strerror(errno.ENOLCK)}): "
+                                   "a second run into it would not be refused")
+    lock.release()

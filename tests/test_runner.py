@@ -211,3 +211,10 @@ def test_the_worker_reads_the_job_it_is_given(tmp_path):
     job.write_text('{"version": "rnnbench.job/1"}')
     p = subprocess.run([sys.executable, "-m", "rnnbench.worker", str(job)], capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "version 'rnnbench.job/1'" in p.stderr
+
+
+def test_meta_json_is_json_even_with_an_infinite_timeout(tmp_path):
+    r = opened(tmp_path, "ok", timeout_s=float("inf"))
+    r.close()
+    meta = json.loads((r.out / "meta.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in meta.json"))
+    assert meta["timeout_s"] is None and meta["non_finite"] == {"timeout_s": "inf"} and meta["state"] == "finished"

@@ -182,11 +182,10 @@ def execute(args, settings) -> tuple[list[dict], int]:
     from .rundir import cause, exit_status, sigterm_interrupts
     from .runner import Runner
 
-    runner = None
+    progress, runner = Progress(), None
     with sigterm_interrupts():
         try:
             scenarios, impls, missing = selection(args)
-            progress = Progress()
             runner = Runner(settings, progress, on_result=lambda label, doc: progress.result(label + result_line(doc)))
             stopped = runner.run(scenarios, impls, sys.argv, missing)
             why = runner.stopped_by
@@ -195,10 +194,10 @@ def execute(args, settings) -> tuple[list[dict], int]:
     docs = runner.docs if runner else []
     if stopped and runner and runner.meta:
         finished = sum(d["status"] != "interrupted" for d in docs)
-        print(f"rnnbench: interrupted ({why}): {finished} finished run{'s' * (finished != 1)} kept in {settings.out}",
-              file=sys.stderr, flush=True)
+        progress.result(f"rnnbench: interrupted ({why}): {finished} finished run{'s' * (finished != 1)} "
+                        f"kept in {settings.out}")
     elif stopped:
-        print(f"rnnbench: interrupted ({why}) before the run started", file=sys.stderr, flush=True)
+        progress.result(f"rnnbench: interrupted ({why}) before the run started")
     return docs, stopped
 
 

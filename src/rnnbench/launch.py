@@ -119,6 +119,9 @@ class ForkServer:
             ready = self.read(FORK_SERVER_START_S)
         except (EOFError, ValueError):
             ready = None
+        except BaseException:  # Ctrl-C while it imports: it is nobody's to stop later
+            self.close()
+            raise
         if not ready or not ready.get("ready"):
             self.close()
             raise OSError(f"the fork server for {', '.join(modules)} did not start")

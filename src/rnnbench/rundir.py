@@ -130,7 +130,9 @@ class Lock:
 
     def acquire(self, argv: list[str]) -> str | None:
         """Take the lock, or raise ResultsError naming the run that holds it. Returns a
-        notice when a lock left by a run that is gone was taken over."""
+        notice when a lock left by a run that is gone was taken over, or when the file
+        system cannot lock (then nothing stops a second run)."""
+        unlockable = None
         while True:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -144,6 +146,8 @@ class Lock:
                 os.close(fd)
                 raise ResultsError(f"{self.path.parent} is in use by another rnnbench run ({_describe(holder)}); "
                                    "wait for it to end or choose another --out") from None
+            except OSError as e:  # a file system without locks (some network ones)
+                unlockable = f"cannot lock {self.path} ({e.strerror or e}): a second run into it would not be refused"
             try:  # the holder may have removed the file between our open and flock
                 same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:
@@ -155,9 +159,16 @@ class Lock:
         previous = _holder(fd)
         mine = {"pid": os.getpid(), "host": platform.node(),
                 "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "argv": list(argv)}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(mine).encode(), 0)
-        os.fsync(fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(mine).encode(), 0)
+            os.fsync(fd)
+        except OSError as e:
+            self.release()
+            raise ResultsError(f"cannot write into the results directory {self.path.parent}: "
+                               f"{e.strerror or e}") from None
+        if unlockable:
+            return unlockable
         if previous:
             return (f"took over the lock of an earlier run ({_describe(previous)}) that ended without "
                     "releasing it")
@@ -165,7 +176,7 @@ class Lock:
 
     def release(self) -> None:
         if self.fd is not None:
-            results._remove(self.path)
+            self.path.unlink(missing_ok=True)
             os.close(self.fd)
             self.fd = None
 
