@@ -5,7 +5,8 @@ the same handle (``pid``, ``wait(timeout)``, ``kill()``), after asv's ``Spawner`
 
 Every worker runs in its own session and process group: killing the group also stops
 what the worker started (compile worker pools), and a Ctrl-C in the terminal reaches
-the runner only, which then stops the worker itself.
+the runner only, which then stops the worker itself. Its environment sets the same
+thread count for every library (``thread_env``) and where compile caches go (``cache_env``).
 """
 
 from __future__ import annotations
