@@ -1,13 +1,23 @@
-"""A stand-in for ``rnnbench.worker`` that misbehaves on purpose: ``fake_worker.py MODE JOB``."""
+"""A stand-in for ``rnnbench.worker`` that misbehaves on purpose: ``fake_worker.py MODE JOB``.
+
+It reads the job and writes its result through ``rnnbench.protocol``, as a worker must:
+``ok`` (and ``env``, ``stray``, ``killparent``, ``nan``, ``slow``) hands back warmup +
+steps step records; the others crash, hang, or write something that is not a result.
+``slow`` takes ``$FAKE_STEP_S`` seconds a step (default 0.2), reporting each as it ends.
+"""
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
 
-mode, job_path = sys.argv[1], sys.argv[2]
-job = json.load(open(job_path))
+from rnnbench.protocol import Job, Result, step_record
+
+# A file size limit set on the runner (to test a full disk) is not this worker's concern.
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.getrlimit(resource.RLIMIT_FSIZE)[1],) * 2)
+mode, job = sys.argv[1], Job.load(sys.argv[2])
 if mode == "crash":
     print("fake worker: about to crash", file=sys.stderr)
     sys.exit(3)
@@ -18,12 +28,17 @@ elif mode == "segfault":
 
     os.kill(os.getpid(), signal.SIGSEGV)
 elif mode == "hang":
-    with open(job["progress"], "w") as f:
-        f.write(json.dumps({"phase": "warmup", "step": 0, "runtime_s": 0.01, "loss": 1.0}) + "\n")
+    with open(job.progress, "w") as f:
+        f.write('{"phase": "warmup", "step": 0, "runtime_s": 0.01, "loss": 1.0}\n{"phase": "meas')
     time.sleep(600)
 elif mode == "garbage":
-    open(job["result"], "w").write("this is not json {")
-elif mode in ("ok", "env", "stray", "killparent"):
+    open(job.result, "w").write("this is not json {")
+elif mode == "oldversion":
+    open(job.result, "w").write('{"version": "rnnbench.result/1", "status": "ok", "reason": ""}')
+elif mode == "fewsteps":  # says ok but hands back one step less than asked for
+    Result(status="ok", reason="", parameters=1, loop_s=0.1,
+           steps=[step_record("measure", 0, 0.1, 1.0)] * (job.warmup + job.steps - 1)).dump(job.result)
+else:
     notes = {}
     if mode == "env":  # hand back what the runner put in the environment, then leave a mark
         notes = {k: os.environ.get(k, "") for k in ("RNNBENCH_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR", "OMP_NUM_THREADS",
@@ -37,10 +52,20 @@ elif mode in ("ok", "env", "stray", "killparent"):
 
         os.kill(os.getppid(), signal.SIGKILL)
         time.sleep(0.5)  # and finish after it: the runner must still wait for this worker
-    steps = [{"phase": "warmup", "step": 0, "runtime_s": 0.5, "loss": 3.0}] + [
-        {"phase": "measure", "step": i, "runtime_s": 0.1 + 0.001 * i, "loss": 2.9 - 0.1 * i} for i in range(job["steps"])
-    ]
-    json.dump({"status": "ok", "reason": "", "runtime": {"device": "cpu", "device_name": "cpu", "threads": 1,
-               "flush_denormal": "on"}, "versions": {"fake": "1.0"}, "parameters": 42, "notes": notes,
-               "steps": steps, "loop_s": sum(s["runtime_s"] for s in steps[1:]) * 1.001, "peak_rss_mb": 10.0,
-               "peak_gpu_mb": None}, open(job["result"], "w"))
+    phases = ["warmup"] * job.warmup + ["measure"] * job.steps
+    steps = []
+    with open(job.progress, "w") as progress:
+        for i, phase in enumerate(phases):
+            n = i if phase == "warmup" else i - job.warmup
+            runtime = 0.5 if phase == "warmup" else 0.1 + 0.001 * n
+            loss = float("nan") if mode == "nan" and i == 1 else 3.0 - 0.1 * i
+            if mode == "slow":
+                time.sleep(float(os.environ.get("FAKE_STEP_S", "0.2")))
+            steps.append(step_record(phase, n, runtime, loss))
+            progress.write(json.dumps(steps[-1]) + "\n")
+            progress.flush()
+    verify = {"skipped": "a fake worker has no weights"} if job.verify else None
+    Result(status="ok", reason="", runtime={"device": "cpu", "device_name": "cpu", "threads": 1, "flush_denormal": "on"},
+           versions={"fake": "1.0"}, parameters=42, notes=notes, steps=steps if job.mode == "bench" else None,
+           loop_s=sum(s["runtime_s"] for s in steps[job.warmup:]) * 1.001 if job.mode == "bench" else None,
+           peak_rss_mb=10.0, verify=verify).dump(job.result)

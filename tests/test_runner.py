@@ -1,5 +1,5 @@
 """Runner isolation: a worker that crashes, hangs or writes garbage is recorded and the
-suite goes on; results are written as each run finishes."""
+suite goes on; each run is recorded as it finishes, and the three files agree."""
 
 import csv
 import json
@@ -11,12 +11,10 @@ from pathlib import Path
 import pytest
 
 from rnnbench import results
-from rnnbench.runner import Runner, Settings, archive_previous
+from rnnbench.runner import Runner, Settings
 from rnnbench.scenarios import PROFILES, SCENARIOS
 
 FAKE = str(Path(__file__).with_name("fake_worker.py"))
-
-
 RUNNERS = []
 
 
@@ -24,26 +22,44 @@ RUNNERS = []
 def launch(request, monkeypatch):
     """Every test here runs twice: workers spawned, and workers forked from a fork server
     (one that preloads a light module, not torch, to keep the tests fast)."""
-    monkeypatch.setattr("rnnbench.runner.preload", lambda fw: ("json",) if request.param == "forked" and fw == "torch" else ())
+    monkeypatch.setattr("rnnbench.launch.preload", lambda fw: ("json",) if request.param == "forked" and fw == "torch" else ())
+    monkeypatch.setattr("rnnbench.gemm.in_subprocess", lambda threads, env: {"gflops": 100.0, "threads": threads})
     yield request.param
     while RUNNERS:
-        RUNNERS.pop().close_servers()
+        RUNNERS.pop().close()
 
 
-def make_runner(tmp_path, mode, timeout_s=30.0, profile="smoke"):
+def make_runner(tmp_path, fake, timeout_s=30.0, profile="smoke", **kw):
+    """A runner whose workers are ``fake_worker.py FAKE``."""
     st = Settings(profile=PROFILES[profile], warmup=1, steps=5, threads=1, timeout_s=timeout_s,
-                  verify=False, out=tmp_path / "out", worker=[sys.executable, FAKE, mode])
+                  verify=False, out=tmp_path / "out", worker=(FAKE, fake), **kw)
     r = Runner(st)
     RUNNERS.append(r)
-    r.meta = {"gemm": {"gflops": 100.0}}
-    (r.out / "runs").mkdir(parents=True)
-    (r.out / "logs").mkdir()
     return r
 
 
-def run(tmp_path, mode, **kw):
-    r = make_runner(tmp_path, mode, **kw)
+def opened(tmp_path, fake, **kw):
+    """A runner that holds its results directory, ready for ``run_one``."""
+    r = make_runner(tmp_path, fake, **kw)
+    r.open([], [], ["test"])
+    r.info.gemm_gflops = 100.0
+    return r
+
+
+def run(tmp_path, fake, **kw):
+    r = opened(tmp_path, fake, **kw)
     return r, r.run_one(SCENARIOS["lstm-1x320-ce"], "torch-nn")
+
+
+def assert_files_agree(out):
+    """summary.csv and results.csv say exactly what runs/ holds."""
+    docs = {(d["scenario"], d["impl"]): d for d in results.load_runs(out)}
+    summary = list(csv.DictReader(open(out / "summary.csv")))
+    assert {(r["scenario"], r["impl"]): r["status"] for r in summary} == {k: d["status"] for k, d in docs.items()}
+    steps = list(csv.DictReader(open(out / "results.csv")))
+    assert len(steps) == sum(len(d.get("step_log") or []) for d in docs.values())
+    assert not list(out.rglob(f"*{results.TEMP_MARK}*"))
+    return summary
 
 
 def test_ok_worker_gives_statistics_checks_and_files(tmp_path, launch):
@@ -57,7 +73,7 @@ def test_ok_worker_gives_statistics_checks_and_files(tmp_path, launch):
     assert doc["efficiency"] == pytest.approx(doc["gflops"] / 100.0)
     rows = list(csv.DictReader(open(r.out / "results.csv")))
     assert [x["phase"] for x in rows] == ["warmup"] + ["measure"] * 5
-    summary = list(csv.DictReader(open(r.out / "summary.csv")))
+    summary = assert_files_agree(r.out)
     assert summary[0]["status"] == "ok" and summary[0]["checks"] == "ok"
     saved = json.loads((r.out / "runs" / "lstm-1x320-ce__torch-nn.json").read_text())
     assert saved["schema"] == results.RUN_SCHEMA and len(saved["step_log"]) == 6
@@ -81,9 +97,14 @@ def test_segfault_is_recorded(tmp_path):
     assert doc["status"] == "failed" and "code -11" in doc["reason"]
 
 
-def test_garbage_output_is_recorded(tmp_path):
-    _, doc = run(tmp_path, "garbage")
-    assert doc["status"] == "failed" and "unreadable result" in doc["reason"]
+@pytest.mark.parametrize("fake, words", [
+    ("garbage", "unreadable result: not JSON"),
+    ("oldversion", "version 'rnnbench.result/1', but this rnnbench reads 'rnnbench.result/2'"),
+    ("fewsteps", "5 steps (5 measured), the job asked for 1 + 5"),
+])
+def test_a_result_that_is_not_one_is_recorded(tmp_path, fake, words):
+    _, doc = run(tmp_path, fake)
+    assert doc["status"] == "failed" and words in doc["reason"]
 
 
 def test_hang_times_out_and_keeps_partial_steps(tmp_path):
@@ -92,45 +113,55 @@ def test_hang_times_out_and_keeps_partial_steps(tmp_path):
     assert time.monotonic() - t0 < 20
     assert doc["status"] == "timeout"
     assert "no result within 2 s" in doc["reason"] and "warmup step 1" in doc["reason"]
-    assert len(doc["step_log"]) == 1
+    assert len(doc["step_log"]) == 1  # the half-written second line is left out
 
 
-def test_suite_goes_on_after_failures(tmp_path, launch):
+def test_nan_losses_fail_the_checks_and_are_stored_as_null(tmp_path):
+    r, doc = run(tmp_path, "nan")
+    assert doc["status"] == "ok" and doc["checks"] == "failed: finite,decreasing"
+    text = (r.out / "runs" / "lstm-1x320-ce__torch-nn.json").read_text()
+    saved = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in a run document"))
+    assert saved["step_log"][1]["loss"] is None and saved["non_finite"] == {"step_log[1].loss": "nan"}
+
+
+def test_whole_matrix_goes_on_after_failures_and_records_in_order(tmp_path, launch):
     r = make_runner(tmp_path, "crash")
-    r.run_one(SCENARIOS["lstm-1x320-ce"], "torch-nn")
-    r.st.worker[-1] = "garbage"
-    r.run_one(SCENARIOS["gru-1x320-ce"], "torch-nn")
-    r.st.worker[-1] = "segfault"
-    r.run_one(SCENARIOS["lstm-4x320bi-ctc"], "torch-nn")
-    r.st.worker[-1] = "ok"
-    doc = r.run_one(SCENARIOS["lstm-4x320bi-ce"], "torch-nn")
-    summary = list(csv.DictReader(open(r.out / "summary.csv")))
-    assert [x["status"] for x in summary] == ["failed", "failed", "failed", "ok"]
-    assert doc["worker"] == launch
+    modes = iter(["garbage", "segfault", "segfault", "ok", "ok"])  # the mode of the run after each result
+    r.on_result = lambda label, doc: setattr(r.st, "worker", (FAKE, next(modes, "ok")))
+    scenarios = [SCENARIOS[s] for s in ("lstm-1x320-ce", "gru-1x320-ce")]
+    assert r.run(scenarios, ["torch-nn", "jax-scan", "tf-cell"], ["test"], missing={"tensorflow"}) == 0
+    summary = assert_files_agree(r.out)
+    assert [(x["scenario"], x["impl"], x["status"]) for x in summary] == [
+        ("lstm-1x320-ce", "torch-nn", "failed"), ("lstm-1x320-ce", "jax-scan", "failed"),
+        ("lstm-1x320-ce", "tf-cell", "skipped"), ("gru-1x320-ce", "torch-nn", "failed"),
+        ("gru-1x320-ce", "jax-scan", "ok"), ("gru-1x320-ce", "tf-cell", "skipped")]
+    assert "rnnbench[tensorflow]" in summary[2]["reason"]
+    meta = json.loads((r.out / "meta.json").read_text())
+    assert meta["state"] == "finished" and meta["finished"] and meta["gemm"]["gflops"] == 100.0
+    assert not (r.out / "rnnbench.lock").exists()
+    assert [d.get("worker") for d in r.docs] == [launch, "spawned", None, launch, "spawned", None]
+
+
+def test_verify_mode_runs_only_the_verification_step(tmp_path, monkeypatch):
+    monkeypatch.setattr("rnnbench.gemm.in_subprocess", lambda *a: pytest.fail("no GEMM rate for verify"))
+    r = make_runner(tmp_path, "ok", mode="verify")
+    r.run([SCENARIOS["gru-1x320-ce"]], ["torch-nn"], ["test"])
+    doc = r.docs[0]
+    assert doc["status"] == "ok" and "median_s" not in doc and doc["verify_message"].startswith("skipped")
+    assert (doc["batch"], doc["hidden"]) == (4, 8)  # the verification size
 
 
 def test_workers_start_clean_and_a_dead_fork_server_is_replaced(tmp_path, launch):
-    r = make_runner(tmp_path, "env")
+    r = opened(tmp_path, "env")
     first, second = (r.run_one(SCENARIOS[s], "torch-nn") for s in ("lstm-1x320-ce", "gru-1x320-ce"))
     assert first["notes"]["FAKE_MARK"] == second["notes"]["FAKE_MARK"] == ""  # nothing leaks between jobs
     if launch == "spawned":
         return  # a spawned worker's parent is this test
-    r.st.worker[-1] = "killparent"
+    r.st.worker = (FAKE, "killparent")
     assert r.run_one(SCENARIOS["lstm-4x320bi-ce"], "torch-nn")["status"] == "ok"
-    r.st.worker[-1] = "ok"
+    r.st.worker = (FAKE, "ok")
     doc = r.run_one(SCENARIOS["lstm-4x320bi-ctc"], "torch-nn")
     assert doc["status"] == "ok" and doc["worker"] == launch
-
-
-def test_previous_run_is_archived_not_overwritten(tmp_path):
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "meta.json").write_text(json.dumps({"run_id": "old-run"}))
-    (out / "summary.csv").write_text("x\n")
-    dest = archive_previous(out)
-    assert dest == out / "archive" / "old-run"
-    assert (dest / "summary.csv").read_text() == "x\n"
-    assert not (out / "summary.csv").exists()
 
 
 def test_worker_leftovers_are_killed(tmp_path):
@@ -153,7 +184,7 @@ def test_worker_leftovers_are_killed(tmp_path):
 def test_compile_cache_fresh_per_worker_or_shared(tmp_path, monkeypatch, profile):
     monkeypatch.delenv("RNNBENCH_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    r = make_runner(tmp_path, "env", profile=profile)
+    r = opened(tmp_path, "env", profile=profile)
     docs = [r.run_one(SCENARIOS[s], "torch-nn") for s in ("lstm-1x320-ce", "gru-1x320-ce")]
     caches = [d["notes"]["RNNBENCH_CACHE_DIR"] for d in docs]
     for d, cache in zip(docs, caches):
@@ -169,3 +200,21 @@ def test_preset_cache_dir_wins(tmp_path, monkeypatch):
     monkeypatch.setenv("RNNBENCH_CACHE_DIR", str(tmp_path / "mine"))
     _, doc = run(tmp_path, "env")
     assert doc["notes"]["RNNBENCH_CACHE_DIR"] == str(tmp_path / "mine")
+
+
+def test_the_worker_reads_the_job_it_is_given(tmp_path):
+    """The real worker's side of the protocol: a job it cannot read ends it with status 2,
+    nothing written; a failure inside the job is a "failed" result."""
+    import subprocess
+
+    job = tmp_path / "job.json"
+    job.write_text('{"version": "rnnbench.job/1"}')
+    p = subprocess.run([sys.executable, "-m", "rnnbench.worker", str(job)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "version 'rnnbench.job/1'" in p.stderr
+
+
+def test_meta_json_is_json_even_with_an_infinite_timeout(tmp_path):
+    r = opened(tmp_path, "ok", timeout_s=float("inf"))
+    r.close()
+    meta = json.loads((r.out / "meta.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in meta.json"))
+    assert meta["timeout_s"] is None and meta["non_finite"] == {"timeout_s": "inf"} and meta["state"] == "finished"

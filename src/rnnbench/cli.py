@@ -246,6 +246,8 @@ def final_table(docs: list[dict]) -> str:
 def _settings(args, bench: bool):
     from .runner import Settings
 
+    if not args.out:
+        raise UsageError("--out needs a directory name, got ''")
     profile = PROFILES[args.profile]
     return Settings(
         profile=profile,
@@ -256,54 +258,61 @@ def _settings(args, bench: bool):
         flush_denormal=args.flush_denormal,
         timeout_s=args.timeout or profile.timeout_s,
         time_steps=args.time_steps,
+        mode="bench" if bench else "verify",
         verify=args.verify,
-        bench=bench,
         out=Path(args.out),
     )
 
 
-def execute(args, settings) -> tuple[list[dict], bool]:
-    """Run the selection through the runner; returns the documents and whether the user
-    interrupted. Every finished result is already on disk either way."""
+def execute(args, settings) -> tuple[list[dict], int]:
+    """Run the selection through the runner. Returns the documents and 0, or the exit
+    status of an interruption (130: Ctrl-C, 143: SIGTERM), which it has announced in one
+    line; every finished result is on disk either way. Raises ResultsError (one line, exit
+    2) if the results directory is unusable or in use, or a record cannot be written."""
+    from .rundir import cause, exit_status, sigterm_interrupts
     from .runner import Runner
 
-    scenarios, impls, missing = selection(args)
-    progress = Progress()
-    runner = Runner(settings, progress)
-    runner.start(scenarios, impls, sys.argv)
-    if runner.archived:
-        progress.result(f"previous results moved to {runner.archived}")
-    jobs = [(s, i) for s in scenarios for i in impls]
-    interrupted = False
-    try:
-        for n, (s, impl) in enumerate(jobs, 1):
-            fw = IMPLEMENTATIONS[impl].framework
-            if fw in missing:
-                runner.skip(s, impl, f"framework {fw} is not installed ({FRAMEWORKS[fw].install_hint()})")
-                continue
-            progress(f"[{n}/{len(jobs)}] {s.name} {impl}")
-            doc = runner.run_one(s, impl)
-            progress.result(f"[{n}/{len(jobs)}] {s.name} {impl}" + result_line(doc))
-    except KeyboardInterrupt:
-        interrupted = True
-        progress.result("interrupted: every finished result is kept in " + str(settings.out))
-    runner.finish(interrupted)
-    return runner.docs, interrupted
+    progress, runner = Progress(), None
+    with sigterm_interrupts():
+        try:
+            scenarios, impls, missing = selection(args)
+            runner = Runner(settings, progress, on_result=lambda label, doc: progress.result(label + result_line(doc)))
+            stopped = runner.run(scenarios, impls, sys.argv, missing)
+            why = runner.stopped_by
+        except KeyboardInterrupt as e:  # before the run took the directory, or as it let go of it
+            stopped, why = exit_status(e), cause(e)
+    docs = runner.docs if runner else []
+    if stopped and runner and runner.meta:
+        finished = sum(d["status"] != "interrupted" for d in docs)
+        progress.result(f"rnnbench: interrupted ({why}): {finished} finished run{'s' * (finished != 1)} "
+                        f"kept in {settings.out}")
+    elif stopped:
+        progress.result(f"rnnbench: interrupted ({why}) before the run started")
+    return docs, stopped
 
 
 def cmd_run(args) -> int:
-    docs, interrupted = execute(args, _settings(args, bench=True))
-    print(final_table(docs))
-    print(f"\nresults: {args.out}/summary.csv, {args.out}/results.csv, {args.out}/runs/")
-    if not args.no_report:
-        try:
-            from .report import write_report
+    from .rundir import exit_status, sigterm_interrupts
 
-            print(f"report: {write_report(Path(args.out))}")
-        except ImportError as e:
-            print(f"report skipped: {e} (pip install 'rnnbench[report]')")
-    if interrupted:
-        return 130
+    out = args.out
+    with sigterm_interrupts():
+        try:
+            docs, stopped = execute(args, _settings(args, bench=True))
+            print(final_table(docs))
+            print(f"\nresults: {out}/summary.csv, {out}/results.csv, {out}/runs/")
+            if stopped or args.no_report:
+                if stopped and not args.no_report:
+                    print(f"report skipped (interrupted): `rnnbench report {out}` writes it")
+                return stopped
+            try:
+                from .report import write_report
+
+                print(f"report: {write_report(Path(out))}")
+            except ImportError as e:
+                print(f"report skipped: {e} (pip install 'rnnbench[report]')")
+        except KeyboardInterrupt as e:  # after the run: what it recorded is complete, the report may not be
+            print(f"rnnbench: interrupted; `rnnbench report {out}` writes the report", file=sys.stderr)
+            return exit_status(e)
     return 1 if any(d["status"] in ("failed", "timeout") for d in docs) else 0
 
 

@@ -1,15 +1,31 @@
 """The machine's single-precision GEMM rate, the yardstick for efficiency figures.
 
-Run as ``python -m rnnbench.gemm`` in a process with the same thread settings as the
-workers; prints one JSON object. NumPy's BLAS does the product: a large square float32
-matmul, best of several repetitions.
+``in_subprocess`` runs ``python -m rnnbench.gemm`` in a process with the same thread
+settings as the workers, which prints one JSON object. NumPy's BLAS does the product: a
+large square float32 matmul, best of several repetitions.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
+
+COMMAND = [sys.executable, "-m", "rnnbench.gemm"]
+TIMEOUT_S = 300
+
+
+def in_subprocess(threads: int, env: dict[str, str]) -> dict:
+    """The rate measured in a fresh process with environment ``env`` (the workers' thread
+    variables), or gflops None and the error: a run goes on without an efficiency figure."""
+    try:
+        p = subprocess.run(COMMAND, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+        if p.returncode != 0:
+            raise ValueError((p.stderr.strip().splitlines() or [f"exit code {p.returncode}"])[-1])
+        return {**json.loads(p.stdout), "threads": threads}
+    except (OSError, ValueError, subprocess.TimeoutExpired) as e:
+        return {"gflops": None, "threads": threads, "error": str(e)}
 
 
 def measure(n: int = 2048, repeats: int = 7) -> dict:

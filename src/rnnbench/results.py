@@ -3,7 +3,9 @@
 A results directory holds:
 
 * ``meta.json``: the invocation (schema ``rnnbench.meta/1``): run id, profile, machine,
-  git revision, thread and denormal settings, the GEMM rate, the selection.
+  git revision, thread and denormal settings, the GEMM rate, the selection, and how far
+  the run got: ``state`` "running", "finished" or "interrupted" (then ``stopped_by``: Ctrl-C,
+  SIGTERM, a write error, or a runner that died), with ``started`` and ``finished`` times.
 * ``runs/<scenario>__<impl>.json``: one document per (scenario, implementation) run
   (schema ``rnnbench.run/1``) with every field of its summary row, the raw steps
   (``step_log``: phase, step, runtime_s, loss) and the
@@ -11,12 +13,20 @@ A results directory holds:
 * ``results.csv``: long format, one row per step (warm-up and measured).
 * ``summary.csv``: one row per (scenario, implementation).
 * ``logs/<scenario>__<impl>.log``: the worker's stderr.
+
+The run documents are the record; the two CSV files are exports regenerated from them
+after every record (``record``), so the three always agree and the exports can be rebuilt
+(``rebuild_exports``). Every file is written to a temp file beside it, flushed to disk and
+moved into place: a reader sees the old file or the new one, never half of one. JSON is
+written without NaN or Infinity (``strict``: such values become null, listed in the
+document's ``non_finite``).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 from pathlib import Path
 
@@ -39,12 +49,88 @@ STATUSES = ("ok", "failed", "timeout", "skipped", "interrupted")
 
 
 
+class RecordError(ResultsError):
+    """A record could not be written (disk full, file too large, read-only file system...):
+    nothing of it reached the directory, which still agrees with itself."""
+
+
+TEMP_MARK = ".tmp-"  # in the name of a file being written: ``.<name>.tmp-<pid>``
+
+
+def strict(doc):
+    """``doc`` with every non-finite float (NaN, +-inf) replaced by null, so that it is JSON
+    without extensions; the replaced values are listed in ``non_finite`` ({path: value})."""
+    found = {}
+
+    def clean(v, path):
+        if isinstance(v, float) and not math.isfinite(v):
+            found[path] = repr(v)
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x, f"{path}.{k}" if path else str(k)) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x, f"{path}[{i}]") for i, x in enumerate(v)]
+        return v
+
+    out = clean(doc, "")
+    if found:
+        out["non_finite"] = {**(doc.get("non_finite") or {}), **found}
+    return out
+
+
+def _json_writer(doc: dict):
+    text = json.dumps(strict(doc), indent=1, allow_nan=False, default=str)
+    return lambda f: f.write(text)
+
+
+def _csv_writer(columns, rows):
+    def write(f):
+        w = csv.DictWriter(f, columns)
+        w.writeheader()
+        w.writerows(rows)
+    return write
+
+
+def _stage(path: Path, write) -> Path:
+    """Write a temp file beside ``path``, flushed to disk; removed again if that fails."""
+    tmp = path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}")
+    try:
+        with open(tmp, "w", newline="") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        _remove(tmp)
+        raise
+    return tmp
+
+
+def _commit(staged: list[tuple[Path, Path]]) -> None:
+    """Move staged temp files into place, in order; the temps left are removed on failure."""
+    try:
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in staged:
+            _remove(tmp)
+    for parent in {path.parent for _, path in staged}:  # the new names reach the disk too
+        fd = os.open(parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _remove(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 def write_json(path: Path, doc: dict) -> None:
-    """Write atomically, so an interruption never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1, default=str))
-    os.replace(tmp, path)
+    """Write atomically: the whole document or, if interrupted or out of space, the old file."""
+    _commit([(_stage(path, _json_writer(doc)), path)])
 
 
 def read_json(path: Path) -> dict:
@@ -73,26 +159,73 @@ def summary_row(doc: dict) -> dict:
 def step_rows(doc: dict) -> list[dict]:
     base = {c: doc.get(c) for c in ("run_id", "scenario", "impl", "framework", "version", "parameters")}
     return [{**base, **{k: st[k] for k in ("phase", "step", "runtime_s", "loss")}}
-            for st in doc.get("step_log", [])]
+            for st in doc.get("step_log") or []]
 
 
-def append_steps(out: Path, doc: dict) -> None:
-    path = out / "results.csv"
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, STEP_COLUMNS)
-        if new:
-            w.writeheader()
-        w.writerows(step_rows(doc))
+def _exports(out: Path, docs: list[dict]) -> list:
+    return [(out / "summary.csv", _csv_writer(SUMMARY_COLUMNS, [summary_row(d) for d in docs])),
+            (out / "results.csv", _csv_writer(STEP_COLUMNS, [r for d in docs for r in step_rows(d)]))]
 
 
-def write_summary(out: Path, docs: list[dict]) -> None:
-    tmp = out / "summary.csv.tmp"
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, SUMMARY_COLUMNS)
-        w.writeheader()
-        w.writerows(summary_row(d) for d in docs)
-    os.replace(tmp, out / "summary.csv")
+def write_exports(out: Path, docs: list[dict]) -> None:
+    """summary.csv and results.csv from the run documents ``docs`` (in that order)."""
+    staged = []
+    try:
+        for path, write in _exports(out, docs):
+            staged.append((_stage(path, write), path))
+    except BaseException:
+        for tmp, _ in staged:
+            _remove(tmp)
+        raise
+    _commit(staged)
+
+
+def record(out: Path, doc: dict, docs: list[dict]) -> None:
+    """Write one run's document ``doc`` to runs/ and regenerate summary.csv and results.csv
+    from ``docs`` (every recorded document, ``doc`` last), so that the three always agree:
+    all three are written to temp files first, then moved into place. On a write error
+    nothing changes (if a move fails, the new document is taken back and the exports
+    rewritten without it) and RecordError says what could not be written."""
+    path = run_path(out, doc["scenario"], doc["impl"])
+    existed = path.exists()
+    staged = []
+    try:
+        for target, write in [(path, _json_writer(doc)), *_exports(out, docs)]:
+            staged.append((_stage(target, write), target))
+    except OSError as e:
+        for tmp, _ in staged:
+            _remove(tmp)
+        raise RecordError(f"cannot record {target}: {e.strerror or e}") from None
+    try:
+        _commit(staged)
+    except OSError as e:
+        if not existed:
+            _remove(path)
+        try:
+            write_exports(out, docs[:-1])
+        except OSError:
+            pass
+        raise RecordError(f"cannot record {path}: {e.strerror or e}") from None
+
+
+def remove_temp_files(directory: Path) -> None:
+    """Temp files a killed runner left behind (never complete records)."""
+    for tmp in Path(directory).glob(f".*{TEMP_MARK}*"):
+        _remove(tmp)
+
+
+def rebuild_exports(out: Path, order: tuple[list, list] = ((), ())) -> None:
+    """Regenerate summary.csv and results.csv from runs/ (after a runner died between
+    writing a record and its exports); ``order``: scenarios and implementations, in the
+    order the run planned them (others follow by name)."""
+    scenarios, impls = (list(x) for x in order)
+
+    def key(doc):
+        s, i = doc.get("scenario"), doc.get("impl")
+        return (scenarios.index(s) if s in scenarios else len(scenarios), impls.index(i) if i in impls else len(impls),
+                str(s), str(i))
+
+    write_exports(Path(out), sorted(load_runs(out), key=key))
 
 
 def load_runs(out: Path) -> list[dict]:
@@ -100,7 +233,7 @@ def load_runs(out: Path) -> list[dict]:
     docs = []
     for path in sorted((Path(out) / "runs").glob("*.json")):
         doc = read_json(path)
-        if doc.get("schema") != RUN_SCHEMA:
+        if not isinstance(doc, dict) or doc.get("schema") != RUN_SCHEMA:
             raise ResultsError(f"{path}: not a {RUN_SCHEMA} document")
         docs.append(doc)
     return docs

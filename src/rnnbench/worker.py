@@ -1,12 +1,13 @@
 """One (scenario, implementation) in its own process: ``python -m rnnbench.worker JOB``.
 
-``JOB`` is a JSON file written by the runner (see ``runner.job``). The worker applies the
-framework's runtime settings, builds the implementation, times each training step with the
-loss fetched (the synchronization point), then, unless told not to, runs one training step
-at the verification size and hands back its loss and weights. It writes its result as JSON
-to ``job["result"]``; measured steps also go to ``job["progress"]`` (a JSON line per step,
-flushed at most once a second) so that the runner can show progress and keep the steps of
-a run that times out. Statistics and checks are the runner's job.
+``JOB`` is a job file (``rnnbench.protocol.Job``) written by the runner. The worker applies
+the framework's runtime settings, builds the implementation and, in "bench" mode, times
+each training step with the loss fetched (the synchronization point); then, if the job
+asks for it (always in "verify" mode), it runs one training step at the verification size
+and hands back its loss and weights. It writes a ``rnnbench.protocol.Result`` to
+``job.result``; measured steps also go to ``job.progress`` (a step record per line, flushed
+at most once a second) so that the runner can show progress and keep the steps of a run
+that times out. Statistics and checks are the runner's job.
 """
 
 from __future__ import annotations
@@ -21,14 +22,9 @@ import sys
 import time
 import traceback
 
+from .protocol import Job, Result, step_record
+
 PROGRESS_EVERY_S = 1.0
-
-
-def _write_json(path: str, doc: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(doc, f)
-    os.replace(tmp, path)
 
 
 def _source_hash(module) -> str:
@@ -55,7 +51,7 @@ def _timed_steps(step, count: int, phase: str, progress) -> tuple[list[dict], fl
         t0 = time.perf_counter()
         loss = step()
         t1 = time.perf_counter()
-        records.append({"phase": phase, "step": i, "runtime_s": t1 - t0, "loss": float(loss)})
+        records.append(step_record(phase, i, t1 - t0, float(loss)))
         if t1 - last_flush >= PROGRESS_EVERY_S or i == count - 1:
             progress.write(json.dumps(records[-1]) + "\n")  # outside the timed region
             progress.flush()
@@ -63,53 +59,50 @@ def _timed_steps(step, count: int, phase: str, progress) -> tuple[list[dict], fl
     return records, time.perf_counter() - loop_start
 
 
-def run(job: dict) -> dict:
+def run(job: Job) -> Result:
     from .data import canonical_weights, make_batch
     from .frameworks import runtime
     from .impls import IMPLEMENTATIONS, framework_versions
     from .impls.base import Config, Unsupported
     from .scenarios import Scenario
 
-    impl = IMPLEMENTATIONS[job["impl"]]
-    out: dict = {"status": "ok", "reason": ""}
+    impl = IMPLEMENTATIONS[job.impl]
+    out = Result(status="ok", reason="")
     t_start = time.perf_counter()
     rt = runtime(impl.framework)
-    out["runtime"] = rt.setup(impl.framework, job["threads"], job["flush_denormal"], job["device"])
-    out["versions"] = framework_versions(impl.framework)
+    out.runtime = rt.setup(impl.framework, job.threads, job.flush_denormal, job.device)
+    out.versions = framework_versions(impl.framework)
     module_name, func = impl.target.split(":")
     module = importlib.import_module(module_name)
     build = getattr(module, func)
-    out["source_sha256"] = _source_hash(module)
-    out["import_s"] = time.perf_counter() - t_start
+    out.source_sha256 = _source_hash(module)
+    out.import_s = time.perf_counter() - t_start
 
     def config(s: Scenario, **hyper) -> Config:
         hyper = {"adam_eps": rt.adam_eps, **hyper}
-        return Config(s, make_batch(s), canonical_weights(s), device=out["runtime"]["device"], **hyper)
+        return Config(s, make_batch(s), canonical_weights(s), device=out.runtime["device"], **hyper)
 
-    if not job.get("bench", True):
-        out["verify"] = verify_step(build, config, Scenario(**job["verify"]), job["verify_hyper"])
-        return out
-    s = Scenario(**job["scenario"])
-    try:
-        t0 = time.perf_counter()
-        trainer = build(config(s))
-        out["build_s"] = time.perf_counter() - t0
-    except Unsupported as e:
-        return {**out, "status": "skipped", "reason": str(e)}
-    out["parameters"] = trainer.parameters
-    out["notes"] = trainer.notes
-
-    with open(job["progress"], "w") as progress:
-        warm, _ = _timed_steps(trainer.step, job["warmup"], "warmup", progress)
-        measured, loop_s = _timed_steps(trainer.step, job["steps"], "measure", progress)
-    out["steps"] = warm + measured
-    out["loop_s"] = loop_s
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out["peak_gpu_mb"] = rt.gpu_peak_mb()
-    del trainer
-
-    if job.get("verify"):
-        out["verify"] = verify_step(build, config, Scenario(**job["verify"]), job["verify_hyper"])
+    if job.mode == "bench":
+        s = Scenario(**job.scenario)
+        try:
+            t0 = time.perf_counter()
+            trainer = build(config(s))
+            out.build_s = time.perf_counter() - t0
+        except Unsupported as e:
+            out.status, out.reason = "skipped", str(e)
+            return out
+        out.parameters = trainer.parameters
+        out.notes = trainer.notes
+        with open(job.progress, "w") as progress:
+            warm, _ = _timed_steps(trainer.step, job.warmup, "warmup", progress)
+            measured, out.loop_s = _timed_steps(trainer.step, job.steps, "measure", progress)
+        out.steps = warm + measured
+        out.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        out.peak_gpu_mb = rt.gpu_peak_mb()
+        del trainer
+    if job.verify is not None:
+        hyper = {k: job.verify[k] for k in ("lr", "adam_eps")}
+        out.verify = verify_step(build, config, Scenario(**job.verify["scenario"]), hyper)
     return out
 
 
@@ -127,19 +120,24 @@ def verify_step(build, config, s, hyper: dict) -> dict:
         return {"skipped": str(e)}
     loss = trainer.step()
     weights = {k: np.asarray(v, dtype=np.float64).tolist() for k, v in trainer.weights().items()}
-    return {"scenario": asdict(s), "loss": loss, "weights": weights, "notes": trainer.notes}
+    return {"scenario": asdict(s), "loss": float(loss), "weights": weights, "notes": trainer.notes}
 
 
 def main(argv=None) -> int:
+    """Run the job and write its result, whatever happens: a failure (an import error
+    included) becomes a "failed" result with the exception as reason, its traceback in
+    the log. A job that cannot be read has nowhere to put a result: exit status 2."""
     argv = sys.argv[1:] if argv is None else argv
-    with open(argv[0]) as f:
-        job = json.load(f)
     try:
-        result = run(job)
+        job = Job.load(argv[0])
+    except (OSError, ValueError, IndexError) as e:
+        print(f"rnnbench.worker: cannot read the job: {e}", file=sys.stderr)
+        return 2
+    try:
+        run(job).dump(job.result)
     except BaseException as e:  # report every failure, including an import error
         traceback.print_exc()
-        result = {"status": "failed", "reason": f"{type(e).__name__}: {e}".splitlines()[0][:300]}
-    _write_json(job["result"], result)
+        Result(status="failed", reason=f"{type(e).__name__}: {e}".splitlines()[0][:300]).dump(job.result)
     return 0
 
 

@@ -1,0 +1,143 @@
+"""The run document: what one (scenario, implementation) run gave, built from the job,
+how its worker ended and what it handed back (framework-free, no processes, no files:
+unit tests call it directly).
+
+``run_document(job, run, outcome)`` adds the statistics of the measured steps, the seed's
+checks (finite, decreasing losses; no hidden loop overhead), the FLOP rate and the
+efficiency against the machine's GEMM rate, and the verdict of the verification step
+against the float64 reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from . import flops, stats
+from .impls import IMPLEMENTATIONS
+from .protocol import Job, ProtocolError, Result
+from .results import RUN_SCHEMA
+from .scenarios import Scenario
+
+ENDINGS = ("exited", "timeout", "interrupted", "not started")
+
+
+@dataclass
+class Run:
+    """What every document of one run shares."""
+
+    run_id: str
+    profile: str
+    timeout_s: float = 0.0
+    gemm_gflops: float | None = None  # the machine's GEMM rate: the efficiency yardstick
+
+
+@dataclass
+class Outcome:
+    """How the worker ended: ``ended`` is one of ENDINGS; ``result`` is what it handed
+    back (None, with ``error`` saying why, if nothing readable); ``progress`` the step
+    records it reported while running; ``reason`` explains "interrupted" and "not started"."""
+
+    ended: str
+    returncode: int | None = None
+    result: Result | None = None
+    error: str = ""
+    progress: list = field(default_factory=list)
+    reason: str = ""
+    wall_s: float | None = None
+    worker: str = ""  # how it started: "spawned" | "forked"
+    stderr_tail: str = ""
+
+
+def base_document(job: Job, run: Run) -> dict:
+    """The fields every run document has, whatever happened to the worker."""
+    s = Scenario(**job.sizes())
+    return {
+        "schema": RUN_SCHEMA, "run_id": run.run_id, "profile": run.profile,
+        "scenario": s.name, "impl": job.impl, "framework": IMPLEMENTATIONS[job.impl].framework,
+        "status": "failed", "reason": "", "warmup": job.warmup, "steps": 0,
+        "threads": job.threads, "flush_denormal": job.flush_denormal, "device": job.device,
+        "batch": s.batch, "time_steps": s.time_steps, "features": s.features, "hidden": s.hidden,
+        "shape": asdict(s), "flops_per_step": flops.train_flops(s),
+    }
+
+
+def run_document(job: Job, run: Run, outcome: Outcome) -> dict:
+    doc = base_document(job, run)
+    if outcome.ended == "not started":
+        doc.update(status="skipped", reason=outcome.reason)
+        return doc
+    doc.update(worker=outcome.worker, wall_s=outcome.wall_s, stderr_tail=outcome.stderr_tail,
+               step_log=outcome.progress)
+    if outcome.ended == "interrupted":
+        doc.update(status="interrupted", reason=outcome.reason)
+        return doc
+    if outcome.ended == "timeout":
+        doc.update(status="timeout", reason=f"no result within {run.timeout_s:g} s "
+                   f"({progress_text(outcome.progress, job.warmup + job.steps)})")
+        return doc
+    result = outcome.result
+    try:
+        if result is None:
+            raise ProtocolError(outcome.error or "no result file")
+        result.check_answers(job)
+    except ProtocolError as e:
+        doc["reason"] = str(e) if outcome.returncode is None else f"worker exited with code {outcome.returncode}: {e}"
+        return doc
+    rt = result.runtime or {}
+    doc.update(status=result.status, reason=result.reason,
+               device=rt.get("device", job.device), device_name=rt.get("device_name"),
+               threads=rt.get("threads", job.threads), flush_denormal=rt.get("flush_denormal", job.flush_denormal),
+               version=", ".join(f"{k} {v}" for k, v in (result.versions or {}).items()),
+               notes=result.notes or {},
+               meta={k: getattr(result, k) for k in ("runtime", "versions", "source_sha256", "import_s",
+                                                       "build_s", "notes")})
+    if result.status != "ok":
+        return doc
+    if job.mode == "bench":
+        doc.update(timing(result, doc["flops_per_step"], run.gemm_gflops))
+    doc.update(verdict(result.verify))
+    return doc
+
+
+def timing(result: Result, flops_per_step: float, gemm_gflops: float | None) -> dict:
+    """Statistics of the measured steps, the checks, the FLOP rate and the efficiency."""
+    measured = [x["runtime_s"] for x in result.steps if x["phase"] == "measure"]
+    summary = stats.summarize(measured)
+    checks = stats.run_checks([x["loss"] for x in result.steps], measured, result.loop_s)
+    median = summary["median_s"]
+    gflops = flops_per_step / median / 1e9 if median > 0 else None  # a zero-time step has no rate
+    return {
+        **summary, "parameters": result.parameters, "step_log": result.steps, "steps": len(measured),
+        "first_step_s": result.steps[0]["runtime_s"] if result.steps else None,
+        "check_details": checks, "checks": stats.checks_label(checks), "gflops": gflops,
+        "efficiency": gflops / gemm_gflops if gflops and gemm_gflops else None,
+        "peak_rss_mb": result.peak_rss_mb, "peak_gpu_mb": result.peak_gpu_mb,
+    }
+
+
+def verdict(v: dict | None) -> dict:
+    """The worker's verification step compared with the float64 reference."""
+    if v is None:
+        return {"verified": ""}
+    if "skipped" in v:
+        return {"verified": "", "verify_message": "skipped: " + v["skipped"]}
+    import numpy as np
+
+    from .data import canonical_weights, make_batch
+    from .verify import compare
+
+    try:
+        s = Scenario(**v["scenario"])
+        weights = {k: np.asarray(x, dtype=np.float32) for k, x in v["weights"].items()}
+    except (TypeError, ValueError) as e:
+        return {"verified": "no", "verify_message": f"malformed verification step: {e}"}
+    checked = compare(s, make_batch(s), canonical_weights(s), v["loss"], weights, v.get("notes") or {})
+    return {"verified": "yes" if checked.ok else "no", "verify_message": checked.message,
+            "verify_loss_err": checked.loss_err, "verify_worst": list(checked.worst)}
+
+
+def progress_text(steps: list[dict], total: int) -> str:
+    if not steps:
+        return "no step finished: still compiling or building"
+    last = steps[-1]
+    return f"last reported: {last['phase']} step {last['step'] + 1}, {len(steps)}/{total} steps reported"

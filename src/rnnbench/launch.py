@@ -1,0 +1,259 @@
+"""How a worker process starts: spawned as a fresh interpreter, or forked from a fork
+server that imported its framework once (``rnnbench.forkserver``). Both give the runner
+the same handle (``pid``, ``wait(timeout)``, ``kill()``), after asv's ``Spawner`` /
+``ForkServer``, so the runner times out, kills and records every worker the same way.
+
+Every worker runs in its own session and process group: killing the group also stops
+what the worker started (compile worker pools), and a Ctrl-C in the terminal reaches
+the runner only, which then stops the worker itself. Its environment sets the same
+thread count for every library (``thread_env``) and where compile caches go (``cache_env``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .frameworks import FRAMEWORKS
+
+KILL_GRACE_S = 5.0
+FORK_SERVER_START_S = 300.0
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """The usual thread variables, so every framework and BLAS uses the same count."""
+    env = {v: str(threads) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                     "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS")}
+    return {**env, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+
+
+def compile_cache(shared: bool) -> str | None:
+    """The compile cache every worker of a run shares, or None for a fresh one per worker:
+    ``$RNNBENCH_CACHE_DIR`` if set, else a per-user cache if the profile shares one (``shared``)."""
+    if os.environ.get("RNNBENCH_CACHE_DIR"):
+        return os.environ["RNNBENCH_CACHE_DIR"]
+    if shared:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        return os.path.join(base, "rnnbench", "compile")
+    return None
+
+
+def cache_env(cache: str) -> dict[str, str]:
+    """Point every framework's on-disk compile cache into ``cache``. PyTensor reads
+    RNNBENCH_CACHE_DIR (see frameworks.pytensor_); torch.compile's would otherwise be a
+    machine-wide /tmp/torchinductor_<user>, warm from earlier runs."""
+    return {"RNNBENCH_CACHE_DIR": cache, "TORCHINDUCTOR_CACHE_DIR": os.path.join(cache, "torchinductor"),
+            "TRITON_CACHE_DIR": os.path.join(cache, "triton")}
+
+
+def preload(framework: str) -> tuple[str, ...]:
+    """What the framework's fork server imports before forking workers."""
+    return FRAMEWORKS[framework].preload
+
+
+class Process:
+    """A started worker: ``pid``, ``returncode`` (None while it runs), ``how`` it started."""
+
+    how = ""
+    pid: int
+    returncode: int | None = None
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Its exit status (negative: killed by that signal); raises
+        ``subprocess.TimeoutExpired`` if it still runs after ``timeout`` seconds."""
+        raise NotImplementedError
+
+    def kill(self, grace: float = KILL_GRACE_S) -> None:
+        """Stop it and everything in its process group: SIGTERM, up to ``grace`` seconds
+        for it to end, then SIGKILL. Once it has ended, SIGKILL what it left running."""
+        if self.returncode is None:
+            _signal_group(self.pid, signal.SIGTERM)
+            try:
+                self.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        _signal_group(self.pid, signal.SIGKILL)
+        if self.returncode is None:
+            self.wait()
+
+
+class Spawned(Process):
+    how = "spawned"
+
+    def __init__(self, popen: subprocess.Popen):
+        self.popen, self.pid = popen, popen.pid
+
+    def wait(self, timeout=None):
+        self.returncode = self.popen.wait(timeout)
+        return self.returncode
+
+
+class Spawner:
+    """Starts each worker as a fresh interpreter: ``python ARGV...``."""
+
+    def start(self, argv: list[str], log: Path, env: dict[str, str]) -> Process:
+        with open(log, "w") as out:
+            return Spawned(subprocess.Popen([sys.executable, *argv], stdout=out, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, env=env, start_new_session=True))
+
+    def close(self) -> None:
+        pass
+
+
+class ForkServer:
+    """The runner's end of ``rnnbench.forkserver``: each worker is forked from a process
+    that has imported ``modules``. Raises OSError if the server does not start."""
+
+    def __init__(self, modules: tuple[str, ...], env: dict[str, str]):
+        self.proc = subprocess.Popen([sys.executable, "-m", "rnnbench.forkserver", *modules],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     env=env, start_new_session=True)
+        self._buf = b""
+        self.broken = False
+        try:
+            ready = self.read(FORK_SERVER_START_S)
+        except (EOFError, ValueError):
+            ready = None
+        except BaseException:  # Ctrl-C while it imports: it is nobody's to stop later
+            self.close()
+            raise
+        if not ready or not ready.get("ready"):
+            self.close()
+            raise OSError(f"the fork server for {', '.join(modules)} did not start")
+
+    def read(self, timeout: float | None) -> dict | None:
+        """The server's next message, or None after ``timeout`` seconds (None: no limit)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buf:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise EOFError("the fork server exited")
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def start(self, argv: list[str], log: Path, env: dict[str, str]) -> Process:
+        try:
+            self.proc.stdin.write((json.dumps({"argv": argv, "log": str(log), "env": env}) + "\n").encode())
+            self.proc.stdin.flush()
+            msg = self.read(60.0)
+        except (OSError, EOFError, ValueError):
+            msg = None
+        if not msg or "pid" not in msg:
+            self.broken = True
+            raise OSError("the fork server did not start the worker")
+        return Forked(self, msg["pid"])
+
+    def close(self) -> None:
+        """Stop the server at once: it holds no results, and a graceful exit (torch's
+        teardown) would keep the runner, and a user's Ctrl-C, waiting."""
+        _signal_group(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+
+
+class Forked(Process):
+    """A worker forked by a ``ForkServer``, waited for through the server."""
+
+    how = "forked"
+
+    def __init__(self, server: ForkServer, pid: int):
+        self.server, self.pid = server, pid
+
+    def wait(self, timeout=None):
+        if self.returncode is not None:
+            return self.returncode
+        if not self.server.broken:
+            try:
+                msg = self.server.read(timeout)
+            except (EOFError, ValueError):
+                self.server.broken = True
+            else:
+                if msg is None:
+                    raise subprocess.TimeoutExpired("forked worker", timeout)
+                self.returncode = msg["returncode"]
+                return self.returncode
+        # The server died: follow the orphaned worker by its pid (its exit status is lost).
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while alive(self.pid):
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired("forked worker", timeout)
+            time.sleep(0.05)
+        self.returncode = 255
+        return self.returncode
+
+
+class Launcher:
+    """Starts workers for one run: forked from a per-framework fork server where the
+    profile asks for one and the framework has modules to preload (each server started
+    on first use, replaced if it dies), spawned otherwise or where a server fails."""
+
+    def __init__(self, fork_servers: bool):
+        self.fork_servers = fork_servers
+        self.servers: dict[str, ForkServer | None] = {}
+        self.spawner = Spawner()
+
+    def start(self, framework: str, argv: list[str], log: Path, env: dict[str, str]) -> Process:
+        server = self._server(framework, env)
+        if server is not None:
+            try:
+                return server.start(argv, log, env)
+            except OSError:
+                pass
+        return self.spawner.start(argv, log, env)
+
+    def _server(self, framework: str, env: dict[str, str]) -> ForkServer | None:
+        modules = preload(framework)
+        if not (self.fork_servers and modules):
+            return None
+        server = self.servers.get(framework)
+        if server is not None and server.broken:
+            server.close()
+            del self.servers[framework]
+        if framework not in self.servers:
+            try:
+                self.servers[framework] = ForkServer(modules, env)
+            except OSError:
+                self.servers[framework] = None
+        return self.servers[framework]
+
+    def close(self) -> None:
+        for server in self.servers.values():
+            if server is not None:
+                server.close()
+        self.servers.clear()
+
+
+def alive(pid: int) -> bool:
+    """Whether a process that is not our child still runs (a zombie does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
