@@ -253,7 +253,7 @@ def _settings(args, bench: bool):
         profile=profile,
         warmup=profile.warmup if args.warmup is None else args.warmup,
         steps=args.steps or profile.steps,
-        threads=args.threads or os.cpu_count() or 1,
+        threads=args.threads or usable_cores(),
         device=args.device,
         flush_denormal=args.flush_denormal,
         timeout_s=args.timeout or profile.timeout_s,
@@ -305,11 +305,13 @@ def cmd_run(args) -> int:
                     print(f"report skipped (interrupted): `rnnbench report {out}` writes it")
                 return stopped
             try:
+                require(("pandas", "matplotlib"))
                 from .report import write_report
 
-                print(f"report: {write_report(Path(out))}")
-            except ImportError as e:
-                print(f"report skipped: {e} (pip install 'rnnbench[report]')")
+                path = write_report(Path(out))
+                print(f"report: {path}, {path.with_name('report.html')}")
+            except UsageError as e:  # the results are complete; only the report is missing
+                print(f"report skipped: {e}")
         except KeyboardInterrupt as e:  # after the run: what it recorded is complete, the report may not be
             print(f"rnnbench: interrupted; `rnnbench report {out}` writes the report", file=sys.stderr)
             return exit_status(e)
@@ -401,7 +403,7 @@ def build_parser() -> Parser:
     run.add_argument("--out", type=out_dir, default="results", metavar="DIR", help="results directory (default: results)")
     run.add_argument("--no-verify", dest="verify", action="store_false",
                      help="skip the one-step check against the float64 reference")
-    run.add_argument("--no-report", action="store_true", help="do not write report.md and plots")
+    run.add_argument("--no-report", action="store_true", help="do not write report.md, report.html and plots")
     run.set_defaults(func=cmd_run, needs=("numpy",))
 
     ver = sub.add_parser("verify", help="check one training step of each implementation against the float64 reference",

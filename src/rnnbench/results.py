@@ -30,21 +30,10 @@ import math
 import os
 from pathlib import Path
 
+from . import schema
 from .errors import ResultsError
+from .schema import META_SCHEMA, RUN_SCHEMA, STATUSES, STEP_COLUMNS, SUMMARY_COLUMNS  # noqa: F401 (re-exported)
 
-META_SCHEMA = "rnnbench.meta/1"
-RUN_SCHEMA = "rnnbench.run/1"
-
-STEP_COLUMNS = ["run_id", "scenario", "impl", "framework", "version", "parameters",
-                "phase", "step", "runtime_s", "loss"]
-SUMMARY_COLUMNS = [
-    "run_id", "profile", "scenario", "impl", "framework", "version", "status", "reason",
-    "median_s", "p10_s", "p90_s", "mean_s", "stdev_s", "ci_low_s", "ci_high_s",
-    "first_step_s", "steps", "warmup", "gflops", "efficiency", "peak_rss_mb", "peak_gpu_mb",
-    "parameters", "checks", "stable", "verified", "device", "device_name", "threads",
-    "flush_denormal", "batch", "time_steps", "features", "hidden",
-]
-STATUSES = ("ok", "failed", "timeout", "skipped", "interrupted")
 
 
 
@@ -144,21 +133,16 @@ def run_path(out: Path, scenario: str, impl: str) -> Path:
     return out / "runs" / f"{scenario}__{impl}.json"
 
 
-def _cell(v):
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return v
-
-
 def summary_row(doc: dict) -> dict:
-    return {c: _cell(doc.get(c)) for c in SUMMARY_COLUMNS}
+    """The run's summary.csv row, each cell in its column's one spelling (schema.cell:
+    full precision, true/false, whole numbers as such)."""
+    return {c: schema.cell(schema.COLUMNS[c], doc.get(c)) for c in SUMMARY_COLUMNS}
 
 
 def step_rows(doc: dict) -> list[dict]:
     base = {c: doc.get(c) for c in ("run_id", "scenario", "impl", "framework", "version", "parameters")}
-    return [{**base, **{k: st[k] for k in ("phase", "step", "runtime_s", "loss")}}
+    return [{c: schema.cell(schema.COLUMNS[c], v) for c, v in
+             {**base, **{k: st[k] for k in ("phase", "step", "runtime_s", "loss")}}.items()}
             for st in doc.get("step_log") or []]
 
 
@@ -233,7 +217,8 @@ def load_runs(out: Path) -> list[dict]:
     docs = []
     for path in sorted((Path(out) / "runs").glob("*.json")):
         doc = read_json(path)
-        if not isinstance(doc, dict) or doc.get("schema") != RUN_SCHEMA:
-            raise ResultsError(f"{path}: not a {RUN_SCHEMA} document")
+        wrong = schema.version_problem(doc, RUN_SCHEMA) if isinstance(doc, dict) else "not a JSON object"
+        if wrong:
+            raise ResultsError(f"{path}: field 'schema': {wrong}")
         docs.append(doc)
     return docs
