@@ -23,6 +23,7 @@ def test_list_json(cli):
     assert doc["scenarios"] == list(SCENARIOS)
     names = [i["name"] for i in doc["implementations"]]
     assert names == list(IMPLEMENTATIONS)
+    assert doc["runtimes"]["keras-tensorflow"]["inter-op threads"] == doc["runtimes"]["tensorflow"]["inter-op threads"]
     assert doc["profile"] == "quick" and doc["sizes"]["gru-1x320-ce"]["time_steps"] == 100
     seed = json.loads(cli("list", "--json", "--profile", "seed").stdout)["sizes"]
     assert {seed[s]["time_steps"] for s in SEED_SCENARIOS} == {1000}

@@ -164,6 +164,7 @@ def cmd_list(args) -> int:
 
         print(json.dumps({
             "profile": args.profile,
+            "runtimes": {name: fw.settings for name, fw in FRAMEWORKS.items()},  # what each worker's setup sets
             "scenarios": list(SCENARIOS),
             "sizes": {name: {k: getattr(apply_profile(s, PROFILES[args.profile]), k)
                              for k in ("batch", "time_steps", "features", "hidden", "layers")}
