@@ -68,4 +68,4 @@ else:
     Result(status="ok", reason="", runtime={"device": "cpu", "device_name": "cpu", "threads": 1, "flush_denormal": "on"},
            versions={"fake": "1.0"}, parameters=42, notes=notes, steps=steps if job.mode == "bench" else None,
            loop_s=sum(s["runtime_s"] for s in steps[job.warmup:]) * 1.001 if job.mode == "bench" else None,
-           peak_rss_mb=10.0, verify=verify).dump(job.result)
+           peak_rss_mib=10.0, verify=verify).dump(job.result)

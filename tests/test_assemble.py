@@ -32,7 +32,7 @@ def ok(**changes):
     values = dict(status="ok", reason="", runtime={"device": "cpu", "device_name": "EPYC", "threads": 2,
                                                   "flush_denormal": "on"},
                   versions={"torch": "2.13.0"}, parameters=1234, notes={"adam": "standard"}, steps=steps(),
-                  loop_s=0.9001, peak_rss_mb=300.0, import_s=2.0, build_s=0.1)
+                  loop_s=0.9001, peak_rss_mib=300.0, import_s=2.0, build_s=0.1)
     return Result(**{**values, **changes})
 
 
@@ -46,7 +46,7 @@ def test_an_ok_run_gets_statistics_checks_and_efficiency():
     assert doc["median_s"] == pytest.approx(0.2) and doc["mean_s"] == pytest.approx(0.225)
     assert doc["first_step_s"] == 1.5 and doc["checks"] == "ok" and doc["parameters"] == 1234
     assert doc["gflops"] == pytest.approx(doc["flops_per_step"] / 0.2 / 1e9)
-    assert doc["efficiency"] == pytest.approx(doc["gflops"] / 10.0)
+    assert doc["efficiency_pct"] == pytest.approx(100 * doc["gflops"] / 10.0)
     assert doc["version"] == "torch 2.13.0" and doc["device_name"] == "EPYC" and doc["flush_denormal"] == "on"
     assert doc["meta"]["import_s"] == 2.0 and doc["worker"] == "spawned" and doc["verified"] == ""
     assert (doc["batch"], doc["time_steps"], doc["hidden"]) == (4, 12, 8) and doc["run_id"] == "r1"
@@ -55,9 +55,9 @@ def test_an_ok_run_gets_statistics_checks_and_efficiency():
 def test_checks_and_missing_yardsticks_show_in_the_document():
     doc = run_document(job(), Run("r1", "smoke"), exited(ok(steps=steps(losses=(3, 3.1, 3.2, float("nan"), 3.3)),
                                                               loop_s=1.5)))
-    assert doc["checks"] == "failed: finite,decreasing,overhead" and doc["efficiency"] is None
+    assert doc["checks"] == "failed: finite,decreasing,overhead" and doc["efficiency_pct"] is None
     doc = run_document(job(), RUN, exited(ok(steps=steps(times=(0.0,) * 4), loop_s=0.0)))
-    assert doc["median_s"] == 0.0 and doc["gflops"] is None and doc["efficiency"] is None  # no rate from zero time
+    assert doc["median_s"] == 0.0 and doc["gflops"] is None and doc["efficiency_pct"] is None  # no rate from zero time
 
 
 def test_a_timeout_keeps_the_reported_steps():

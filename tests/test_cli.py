@@ -53,9 +53,9 @@ def test_terminal_output_carries_units():
     """Every time with its unit, a CI in its median's unit (was: `0.426/step` beside
     `75.75ms/step`)."""
     ok = {"scenario": "gru-1x320-ce", "impl": "torch-nn", "status": "ok", "median_s": 0.0915,
-          "ci_low_s": 0.0895, "ci_high_s": 0.104, "first_step_s": 2.5, "gflops": 69.7, "efficiency": 0.3,
-          "peak_rss_mb": 450.0, "checks": "ok", "verified": "yes", "stable": True}
-    slow = {**ok, "median_s": 1.485, "ci_low_s": 0.095, "ci_high_s": 1.616, "peak_rss_mb": None}
+          "ci_low_s": 0.0895, "ci_high_s": 0.104, "first_step_s": 2.5, "gflops": 69.7, "efficiency_pct": 30.0,
+          "peak_rss_mib": 450.0, "checks": "ok", "verified": "yes", "stable": True}
+    slow = {**ok, "median_s": 1.485, "ci_low_s": 0.095, "ci_high_s": 1.616, "peak_rss_mib": None}
     skipped = {"scenario": "gru-1x320-ce", "impl": "tf-cudnn", "status": "skipped", "reason": "needs a GPU"}
     lines = cli_module.final_table([ok, slow, skipped]).splitlines()
     assert lines[2].split()[3:9] == ["91.5", "ms", "89.5\u2013104", "ms", "69.7", "30.0%"]
@@ -73,7 +73,7 @@ def test_time_unit_rule():
              (0.119174, "119 ms"), (0.0012, "1.20 ms"), (0.00042, "420 \u00b5s"), (0, "0 \u00b5s"), (None, "\u2013")]
     assert [fmt.seconds(v) for v, _ in cases] == [text for _, text in cases]
     assert fmt.seconds(0.095, like=1.485) == "0.0950 s" and fmt.interval(0.116, 0.12, 0.119) == "116\u2013120 ms"
-    assert fmt.ratio(1.1056, 3) == "1.106\u00d7" and fmt.percent(0.452) == "45.2%" and fmt.count(8564538) == "8,564,538"
+    assert fmt.ratio(1.1056, 3) == "1.106\u00d7" and fmt.percent(45.2) == "45.2%" and fmt.count(8564538) == "8,564,538"
 
 
 def test_every_scenario_is_valid_in_every_profile():

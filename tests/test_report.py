@@ -167,7 +167,7 @@ def test_report_tables(reported):
     (xla,) = [c for c in table_rows(md, "4") if c[1] == "tf-xla"]
     assert xla[3] == "2.26 s" and xla[4] == "1.76\u20133.78 s"
     assert xla[6] == f"{float(r['median_s']) / float(rows['lstm-4x320bi-ctc/torch-nn']['median_s']):.2f}\u00d7"
-    assert xla[8] == f"{100 * float(r['efficiency']):.1f}%"
+    assert xla[8] == f"{float(r['efficiency_pct']):.1f}%"
     assert xla[9] == "37.1 s" and xla[12] == "yes"
     (nn,) = [c for c in table_rows(md, "1") if c[1] == "torch-nn" and c[3] == "119 ms"]
     assert nn[4] == "116\u2013120 ms" and nn[9] == "192 ms"  # a CI in its median's unit
@@ -241,7 +241,7 @@ def test_report_gpu_columns(base):
     def on_gpu(doc):
         doc.update(device="cuda", device_name="NVIDIA H100 80GB HBM3")
         if doc["status"] == "ok":
-            doc["peak_gpu_mb"] = 1234.5
+            doc["peak_gpu_mib"] = 1234.5
     edit_runs(base, on_gpu)
     md = write_report(base, plots=False).read_text()
     assert "| **device** | requested auto; used cuda (NVIDIA H100 80GB HBM3) |" in md

@@ -70,7 +70,7 @@ def test_ok_worker_gives_statistics_checks_and_files(tmp_path, launch):
     assert doc["ci_low_s"] <= doc["median_s"] <= doc["ci_high_s"]
     assert doc["checks"] == "ok"
     assert doc["gflops"] == pytest.approx(doc["flops_per_step"] / 0.102 / 1e9)
-    assert doc["efficiency"] == pytest.approx(doc["gflops"] / 100.0)
+    assert doc["efficiency_pct"] == pytest.approx(100 * doc["gflops"] / 100.0)
     rows = list(csv.DictReader(open(r.out / "results.csv")))
     assert [x["phase"] for x in rows] == ["warmup"] + ["measure"] * 5
     summary = assert_files_agree(r.out)

@@ -158,7 +158,7 @@ def test_ctrl_c_keeps_finished_results(tmp_path):
 def test_cuda_smoke(cli, tmp_path):
     p = cli("run", "--profile", "smoke", "-i", "torch-nn", "--device", "cuda", "--out", tmp_path, "--no-report")
     assert p.returncode == 0, p.stderr
-    assert all(r["device"] == "cuda" and float(r["peak_gpu_mb"]) > 0 for r in summary(tmp_path).values())
+    assert all(r["device"] == "cuda" and float(r["peak_gpu_mib"]) > 0 for r in summary(tmp_path).values())
 
 
 SETUP_CHILD = """

@@ -110,8 +110,8 @@ def timing(result: Result, flops_per_step: float, gemm_gflops: float | None) -> 
         **summary, "parameters": result.parameters, "step_log": result.steps, "steps": len(measured),
         "first_step_s": result.steps[0]["runtime_s"] if result.steps else None,
         "check_details": checks, "checks": stats.checks_label(checks), "gflops": gflops,
-        "efficiency": gflops / gemm_gflops if gflops and gemm_gflops else None,
-        "peak_rss_mb": result.peak_rss_mb, "peak_gpu_mb": result.peak_gpu_mb,
+        "efficiency_pct": 100 * gflops / gemm_gflops if gflops and gemm_gflops else None,
+        "peak_rss_mib": result.peak_rss_mib, "peak_gpu_mib": result.peak_gpu_mib,
     }
 
 

@@ -237,8 +237,8 @@ def final_table(docs: list[dict]) -> str:
             median = d["median_s"]
             ci = fmt.interval(d.get("ci_low_s"), d.get("ci_high_s"), median)
             lines.append(f"{d['scenario']:18} {d['impl']:17} {'ok':8} {fmt.seconds(median):>9} {ci:>17} "
-                         f"{fmt.number(d.get('gflops')):>8} {fmt.percent(d.get('efficiency')):>7} "
-                         f"{fmt.number(d.get('peak_rss_mb')):>7} {d['checks']:8} {d.get('verified') or fmt.MISSING}")
+                         f"{fmt.number(d.get('gflops')):>8} {fmt.percent(d.get('efficiency_pct')):>7} "
+                         f"{fmt.number(d.get('peak_rss_mib')):>7} {d['checks']:8} {d.get('verified') or fmt.MISSING}")
         else:
             lines.append(f"{d['scenario']:18} {d['impl']:17} {d['status']:8} {d['reason'][:70]}")
     return "\n".join(lines)

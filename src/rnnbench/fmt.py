@@ -71,8 +71,9 @@ def ratio_interval(lo, hi, decimals: int = 3) -> str:
     return f"{float(lo):.{decimals}f}\u2013{float(hi):.{decimals}f}\u00d7"
 
 
-def percent(fraction) -> str:
-    return MISSING if missing(fraction) else number(100 * float(fraction)) + "%"
+def percent(pct) -> str:
+    """A percentage (the data hold percentages, e.g. efficiency_pct): 45.2%."""
+    return MISSING if missing(pct) else number(float(pct)) + "%"
 
 
 def count(v) -> str:

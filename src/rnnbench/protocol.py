@@ -22,8 +22,8 @@ Result (worker -> runner), version ``rnnbench.result/2``: ``status`` ("ok" | "fa
 "skipped") and ``reason``, then what the worker learnt, each null where it got no further:
 ``runtime`` (settings the framework applied), ``versions``, ``source_sha256``, ``import_s``,
 ``build_s``, ``parameters``, ``notes`` (the implementation's own, e.g. its Adam variant),
-``steps`` (step records), ``loop_s`` (wall time of the measured loop), ``peak_rss_mb``,
-``peak_gpu_mb`` and ``verify``: {"scenario", "loss", "weights", "notes"} or {"skipped": why}.
+``steps`` (step records), ``loop_s`` (wall time of the measured loop), ``peak_rss_mib``,
+``peak_gpu_mib`` and ``verify``: {"scenario", "loss", "weights", "notes"} or {"skipped": why}.
 
 A step record is {"phase": "warmup" | "measure", "step": i, "runtime_s": s, "loss": x}.
 Losses may be NaN or infinite (the runner's checks look for that): both sides use Python's
@@ -211,8 +211,8 @@ class Result(Document):
         ("status", TEXT, True), ("reason", TEXT, True), ("runtime", MAPPING, False),
         ("versions", MAPPING, False), ("source_sha256", TEXT, False), ("import_s", NUMBER, False),
         ("build_s", NUMBER, False), ("parameters", WHOLE, False), ("notes", MAPPING, False),
-        ("steps", LIST, False), ("loop_s", NUMBER, False), ("peak_rss_mb", NUMBER, False),
-        ("peak_gpu_mb", NUMBER, False), ("verify", MAPPING, False),
+        ("steps", LIST, False), ("loop_s", NUMBER, False), ("peak_rss_mib", NUMBER, False),
+        ("peak_gpu_mib", NUMBER, False), ("verify", MAPPING, False),
     )
 
     @classmethod

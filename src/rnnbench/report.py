@@ -164,7 +164,7 @@ def _detail(results: Results, scenario: str, charts: dict[str, Path]) -> str:
     rows = results.rows(scenario)
     ok = rows[rows["status"] == "ok"].sort_values("median_s", kind="stable")
     rest = rows[rows["status"] != "ok"]
-    gpu = rows["peak_gpu_mb"].notna().any()
+    gpu = rows["peak_gpu_mib"].notna().any()
     desc = SCENARIOS[scenario].description if scenario in SCENARIOS else ""
     parts = [f"### {scenario}", ""]
     line = [x for x in (desc, _shape_text(results, scenario)) if x]
@@ -178,7 +178,7 @@ def _detail(results: Results, scenario: str, charts: dict[str, Path]) -> str:
         parts += [f"![{scenario}: median time per step]({_rel(charts[f'bars:{scenario}'], results.path)})", ""]
 
     header = ["#", "implementation", "framework", "median per step", "95% CI", "p10\u2013p90",
-              "\u00d7 fastest", "GFLOP/s", "efficiency", "first step", "peak RSS MB"]
+              "\u00d7 fastest", "GFLOP/s", "efficiency", "first step", "peak RSS MiB"]
     if gpu:
         header.append("peak GPU MB")
     header += ["parameters", "verified", "flags / reason"]
@@ -188,10 +188,10 @@ def _detail(results: Results, scenario: str, charts: dict[str, Path]) -> str:
         cells = [str(k), r["impl"], r["framework"], fmt.seconds(median),
                  fmt.interval(r["ci_low_s"], r["ci_high_s"], median),
                  fmt.interval(r["p10_s"], r["p90_s"], median),
-                 fmt.ratio(r["ratio"]), fmt.number(r["gflops"]), fmt.percent(r["efficiency"]),
-                 fmt.seconds(r["first_step_s"]), fmt.number(r["peak_rss_mb"])]
+                 fmt.ratio(r["ratio"]), fmt.number(r["gflops"]), fmt.percent(r["efficiency_pct"]),
+                 fmt.seconds(r["first_step_s"]), fmt.number(r["peak_rss_mib"])]
         if gpu:
-            cells.append(fmt.number(r["peak_gpu_mb"]))
+            cells.append(fmt.number(r["peak_gpu_mib"]))
         f = flags(r)
         cells += [fmt.count(r["parameters"]), _verified(r),
                   "; ".join(f"{UNSTABLE_MARK} {x}" for x in f)]

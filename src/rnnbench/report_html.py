@@ -200,10 +200,9 @@ def row_record(row) -> dict[str, Any]:
         v = _number(row.get(k))
         rec[k] = None if v is None else int(v)
     rec["gflops"] = _number(row.get("gflops"))
-    eff = _number(row.get("efficiency"))
-    rec["efficiency_pct"] = None if eff is None else 100 * eff
-    rec["peak_rss_mib"] = _number(row.get("peak_rss_mib", row.get("peak_rss_mb")))
-    rec["peak_gpu_mib"] = _number(row.get("peak_gpu_mib", row.get("peak_gpu_mb")))
+    rec["efficiency_pct"] = _number(row.get("efficiency_pct"))
+    rec["peak_rss_mib"] = _number(row.get("peak_rss_mib"))
+    rec["peak_gpu_mib"] = _number(row.get("peak_gpu_mib"))
     rec["stable"] = _truth(row.get("stable"))
     rec["verified"] = _truth(row.get("verified"))
     rec["flags"] = flags(row)

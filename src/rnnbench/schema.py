@@ -1,11 +1,11 @@
 """The columns of a results directory, their types and units, and the document versions
 (framework-free, no dependencies): the one list the CSV writer and the loader share.
 
-A run document (``runs/<scenario>__<impl>.json``, schema ``rnnbench.run/1``) holds every
+A run document (``runs/<scenario>__<impl>.json``, schema ``rnnbench.run/2``) holds every
 summary column below under the same name, and its steps under ``step_log``; ``summary.csv``
 and ``results.csv`` are exports of those documents, one cell per column, written by
-:func:`cell`. Units are in the names: ``_s`` seconds, ``_mb`` mebibytes, ``gflops``
-GFLOP/s, ``efficiency`` a fraction of the measured GEMM rate.
+:func:`cell`. Units are in the names: ``_s`` seconds, ``_mib`` mebibytes, ``gflops``
+GFLOP/s, ``efficiency_pct`` the percentage of the measured GEMM rate.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 
 META_SCHEMA = "rnnbench.meta/1"
-RUN_SCHEMA = "rnnbench.run/1"
+RUN_SCHEMA = "rnnbench.run/2"
 
 STATUSES = ("ok", "failed", "timeout", "skipped", "interrupted")
 PHASES = ("warmup", "measure")
@@ -56,7 +56,7 @@ SUMMARY = (
     *_timing("median_s", "p10_s", "p90_s", "mean_s"), Column("stdev_s", "float", minimum=0),
     *_timing("ci_low_s", "ci_high_s", "first_step_s"),
     *_count("steps", "warmup"),
-    *(Column(n, "float", minimum=0) for n in ("gflops", "efficiency", "peak_rss_mb", "peak_gpu_mb")),
+    *(Column(n, "float", minimum=0) for n in ("gflops", "efficiency_pct", "peak_rss_mib", "peak_gpu_mib")),
     *_count("parameters"), *_text("checks"), Column("stable", "bool"),
     Column("verified", "text", choices=VERDICTS), *_text("device", "device_name"),
     *_count("threads", minimum=1), Column("flush_denormal", "switch"),
@@ -197,3 +197,53 @@ def meta_problem(meta: dict) -> tuple[str, str] | None:
                         "rate": "a finite number > 0"}[kind]
             return name, f"expected {expected}, got {show(value)}"
     return None
+
+
+def run_json_schema() -> dict:
+    """The JSON Schema (draft 2020-12) of a run document, built from the columns above so
+    that the two cannot drift; ``docs/schema/`` holds it as a file (``python -m
+    rnnbench.schema`` rewrites it). A document holds every summary column (null where it
+    does not apply), its steps under ``step_log``, and may hold more (worker metadata,
+    check details, verification errors)."""
+    json_type = {"text": "string", "int": "integer", "float": "number", "bool": "boolean"}
+
+    def prop(col: Column) -> dict:
+        if col.kind == "switch":
+            p: dict = {"type": ["boolean", "string", "null"]}
+        else:
+            p = {"type": [json_type[col.kind], "null"]}
+        if col.choices:
+            p["enum"] = [*col.choices, None]
+        if col.timing:
+            p.update(exclusiveMinimum=0, maximum=MAX_STEP_S)
+        elif col.minimum is not None:
+            p["minimum"] = col.minimum
+        return p
+
+    step_cols = ("phase", "step", "runtime_s", "loss")
+    step = {"type": "object", "required": list(step_cols[:3]),
+            "properties": {c: prop(COLUMNS[c]) for c in step_cols}}
+    step["properties"]["loss"] = {"type": ["number", "null"]}  # null: a non-finite loss (JSON has no inf)
+    required = ["schema", "run_id", "scenario", "impl", "framework", "status"]
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"{RUN_SCHEMA}",
+        "title": "rnnbench run document: one (scenario, implementation) run",
+        "type": "object",
+        "required": required,
+        "properties": {
+            "schema": {"const": RUN_SCHEMA},
+            **{c.name: prop(c) for c in SUMMARY},
+            "step_log": {"type": "array", "items": step},
+        },
+    }
+
+
+if __name__ == "__main__":
+    import json
+    from pathlib import Path
+
+    target = Path(__file__).resolve().parents[2] / "docs" / "schema" / (RUN_SCHEMA.replace("/", "-") + ".schema.json")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(run_json_schema(), indent=1) + "\n")
+    print(target)

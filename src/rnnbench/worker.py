@@ -97,8 +97,8 @@ def run(job: Job) -> Result:
             warm, _ = _timed_steps(trainer.step, job.warmup, "warmup", progress)
             measured, out.loop_s = _timed_steps(trainer.step, job.steps, "measure", progress)
         out.steps = warm + measured
-        out.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        out.peak_gpu_mb = rt.gpu_peak_mb()
+        out.peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        out.peak_gpu_mib = rt.gpu_peak_mb()
         del trainer
     if job.verify is not None:
         hyper = {k: job.verify[k] for k in ("lr", "adam_eps")}
