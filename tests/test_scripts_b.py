@@ -95,7 +95,8 @@ info["cpus"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") 
 info["env_set"] = sorted(set_by_rnnbench)
 print(json.dumps(info))
 """
-SET_BY_RUNNER = ("KERAS_BACKEND", "PJRT_NPROC", "XLA_FLAGS", "JAX_PLATFORMS", "PYTENSOR_FLAGS",
+# Variables the setups set: the child starts without them, as a worker does.
+SET_BY_SETUP = ("KERAS_BACKEND", "PJRT_NPROC", "XLA_FLAGS", "JAX_PLATFORMS", "PYTENSOR_FLAGS",
                  "KERAS_TORCH_DEVICE", "TF_CPP_MIN_LOG_LEVEL")
 _setups: dict = {}
 
@@ -106,7 +107,7 @@ def setup_in_child(framework: str, tmp_path_factory, threads: int = 1) -> dict:
     if (framework, threads) not in _setups:
         if not FRAMEWORKS[framework].installed:
             pytest.skip(f"{framework} is not installed")
-        env = {k: v for k, v in os.environ.items() if k not in SET_BY_RUNNER}
+        env = {k: v for k, v in os.environ.items() if k not in SET_BY_SETUP}
         env["RNNBENCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
         proc = subprocess.run([sys.executable, "-c", CHILD, framework, str(threads)], env=env,
                               capture_output=True, text=True, timeout=300)
