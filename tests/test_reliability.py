@@ -27,7 +27,11 @@ FAKE = str(Path(__file__).with_name("fake_worker.py"))
 # $FSIZE: a file size limit (a full disk); $SLOW_REPORT: a report that takes a minute.
 DRIVER = r"""
 import dataclasses, os, resource, signal, sys, time
-import rnnbench.cli as cli, rnnbench.gemm as gemm, rnnbench.launch as launch
+try:  # as the entry point (rnnbench.__main__) guards its imports
+    import rnnbench.cli as cli, rnnbench.gemm as gemm, rnnbench.launch as launch
+except KeyboardInterrupt:
+    print("rnnbench: interrupted", file=sys.stderr)
+    sys.exit(130)
 mode = sys.argv[1]
 settings = cli._settings
 cli._settings = lambda args, bench: dataclasses.replace(settings(args, bench), worker=(%r, mode))
@@ -356,3 +360,18 @@ def test_a_file_system_without_locks_is_said_not_fatal(tmp_path, monkeypatch):
     assert lock.acquire(["x"]) == (f"cannot lock {tmp_path / rundir.LOCK_NAME} ({os.strerror(errno.ENOLCK)}): "
                                    "a second run into it would not be refused")
     lock.release()
+
+
+def test_ctrl_c_while_the_command_loads():
+    """A Ctrl-C while the entry point imports the CLI (the first ~0.3 s) is one line, 130."""
+    code = ("import builtins, sys\n"
+            "real = builtins.__import__\n"
+            "def slow(name, *a, **k):\n"
+            "    if name == 'cli' or name.endswith('rnnbench.cli'):\n"
+            "        raise KeyboardInterrupt\n"
+            "    return real(name, *a, **k)\n"
+            "builtins.__import__ = slow\n"
+            "from rnnbench.__main__ import main\n"
+            "sys.exit(main(['list']))\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 130 and p.stderr == "rnnbench: interrupted\n", p.stderr

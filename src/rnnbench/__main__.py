@@ -1,0 +1,18 @@
+"""The ``rnnbench`` command's entry point (``python -m rnnbench`` too). It imports the CLI
+inside a guard, so that a Ctrl-C while the modules load is one line and exit 130, like a
+Ctrl-C at any later moment, not a traceback."""
+
+import sys
+
+
+def main(argv=None) -> int:
+    try:
+        from .cli import main as cli_main
+    except KeyboardInterrupt:
+        print("rnnbench: interrupted", file=sys.stderr)
+        return 130
+    return cli_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
