@@ -122,3 +122,10 @@ def test_the_verification_step_is_judged_against_the_reference():
     assert doc["verified"] == "no" and doc["verify_message"].startswith("malformed verification step")
     doc = run_document(job(mode="verify"), RUN, exited(Result(status="ok", reason="")))
     assert doc["status"] == "failed" and "lacks the verification step" in doc["reason"]
+
+
+def test_a_gpu_run_has_no_efficiency_against_the_cpu_gemm_rate():
+    gpu = ok(runtime={"device": "cuda", "device_name": "NVIDIA H100", "threads": 2, "flush_denormal": "on"})
+    doc = run_document(job(device="cuda"), RUN, exited(gpu))
+    assert doc["device"] == "cuda" and doc["gflops"] > 0 and doc["efficiency_pct"] is None
+    assert run_document(job(), RUN, exited(ok()))["efficiency_pct"] is not None

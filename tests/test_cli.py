@@ -2,6 +2,7 @@
 its one-line answer, is in test_bad_input.py."""
 
 import json
+from pathlib import Path
 
 from rnnbench import cli as cli_module
 from rnnbench.impls import IMPLEMENTATIONS
@@ -28,7 +29,9 @@ def test_list_json(cli):
     seed = json.loads(cli("list", "--json", "--profile", "seed").stdout)["sizes"]
     assert {seed[s]["time_steps"] for s in SEED_SCENARIOS} == {1000}
     torch_nn = doc["implementations"][0]
-    assert set(torch_nn) == {"name", "framework", "available"} and torch_nn["framework"] == "torch"
+    assert set(torch_nn) == {"name", "framework", "script", "available"} and torch_nn["framework"] == "torch"
+    root = Path(__file__).resolve().parents[1]
+    assert all((root / i["script"]).is_file() for i in doc["implementations"])  # every script is linked
 
 
 def test_framework_selection(monkeypatch):

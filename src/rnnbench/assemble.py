@@ -94,7 +94,10 @@ def run_document(job: Job, run: Run, outcome: Outcome) -> dict:
     if result.status != "ok":
         return doc
     if job.mode == "bench":
-        doc.update(timing(result, doc["flops_per_step"], run.gemm_gflops))
+        # The GEMM yardstick is the CPU's: against it a GPU run's "efficiency" meant nothing
+        # (334% on an H100), so a GPU run has none until a GPU yardstick exists.
+        on_cpu = doc.get("device") != "cuda"
+        doc.update(timing(result, doc["flops_per_step"], run.gemm_gflops if on_cpu else None))
     doc.update(verdict(result.verify))
     return doc
 

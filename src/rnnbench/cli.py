@@ -169,7 +169,7 @@ def cmd_list(args) -> int:
             "sizes": {name: {k: getattr(apply_profile(s, PROFILES[args.profile]), k)
                              for k in ("batch", "time_steps", "features", "hidden", "layers")}
                       for name, s in SCENARIOS.items()},
-            "implementations": [{"name": i.name, "framework": i.framework,
+            "implementations": [{"name": i.name, "framework": i.framework, "script": i.script,
                                  "available": framework_available(i.framework)} for i in IMPLEMENTATIONS.values()],
         }))
         return 0
@@ -183,7 +183,7 @@ def cmd_list(args) -> int:
     print("\nImplementations:")
     for i in IMPLEMENTATIONS.values():
         ok = "installed" if framework_available(i.framework) else 'missing: ' + FRAMEWORKS[i.framework].install_hint()
-        print(f"   {i.name:18} {i.framework:17} {ok:10}  {i.description}")
+        print(f"   {i.name:18} {i.framework:17} {ok:10}  {i.description}  [{i.script}]")
     print("\nFrameworks:")
     for fw in FRAMEWORKS:
         print(f"   {fw:17} {'installed' if framework_available(fw) else 'not installed'}")

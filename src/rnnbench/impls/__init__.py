@@ -19,21 +19,26 @@ class Impl:
     target: str  # "module:function" that builds a Trainer
     description: str
 
+    @property
+    def script(self) -> str:
+        """The training script, as a path in the repository (src/rnnbench/impls/x.py)."""
+        return "src/" + self.target.split(":")[0].replace(".", "/") + ".py"
+
 
 _P = "rnnbench.impls."
 IMPLEMENTATIONS: dict[str, Impl] = {
     i.name: i
     for i in [
-        Impl("torch-nn", "torch", _P + "torch_nn:build", "nn.GRU / nn.LSTM (cuDNN on GPU, oneDNN on CPU); torch_nn.py"),
-        Impl("torch-packed", "torch", _P + "torch_packed:build", "pack_padded_sequence into one nn.LSTM / nn.GRU stack (CTC only); torch_packed.py"),
-        Impl("torch-cell", "torch", _P + "torch_cell:build", "nn.GRUCell / nn.LSTMCell in a Python loop; torch_cell.py"),
-        Impl("torch-custom", "torch", _P + "torch_custom:build", "hand-written cell from Linear layers; torch_custom.py"),
-        Impl("torch-compile", "torch", _P + "torch_compile:build", "hand-written cell under torch.compile; torch_compile.py"),
-        Impl("tf-cell", "tensorflow", _P + "tf_cell:build", "cell math in tf.scan inside tf.function; tf_cell.py"),
-        Impl("tf-blockcell", "tensorflow", _P + "tf_blockcell:build", "tf.raw_ops.LSTMBlockCell / GRUBlockCell per step; tf_blockcell.py"),
-        Impl("tf-blockfused", "tensorflow", _P + "tf_blockfused:build", "tf.raw_ops.BlockLSTMV2, whole sequence in one op; tf_blockfused.py"),
-        Impl("tf-xla", "tensorflow", _P + "tf_xla:build", "tf-cell's model, train step compiled by XLA (jit_compile=True); tf_xla.py"),
-        Impl("tf-cudnn", "tensorflow", _P + "tf_cudnn:build", "tf.raw_ops.CudnnRNNV3 (GPU only); tf_cudnn.py"),
+        Impl("torch-nn", "torch", _P + "torch_nn:build", "nn.GRU / nn.LSTM (cuDNN on GPU, oneDNN on CPU)"),
+        Impl("torch-packed", "torch", _P + "torch_packed:build", "pack_padded_sequence into one nn.LSTM / nn.GRU stack (CTC only)"),
+        Impl("torch-cell", "torch", _P + "torch_cell:build", "nn.GRUCell / nn.LSTMCell in a Python loop"),
+        Impl("torch-custom", "torch", _P + "torch_custom:build", "hand-written cell from Linear layers"),
+        Impl("torch-compile", "torch", _P + "torch_compile:build", "hand-written cell under torch.compile"),
+        Impl("tf-cell", "tensorflow", _P + "tf_cell:build", "cell math in tf.scan inside tf.function"),
+        Impl("tf-blockcell", "tensorflow", _P + "tf_blockcell:build", "tf.raw_ops.LSTMBlockCell / GRUBlockCell per step"),
+        Impl("tf-blockfused", "tensorflow", _P + "tf_blockfused:build", "tf.raw_ops.BlockLSTMV2, whole sequence in one op"),
+        Impl("tf-xla", "tensorflow", _P + "tf_xla:build", "tf-cell's model, train step compiled by XLA (jit_compile=True)"),
+        Impl("tf-cudnn", "tensorflow", _P + "tf_cudnn:build", "tf.raw_ops.CudnnRNNV3 (GPU only)"),
         Impl("keras-tensorflow", "keras-tensorflow", _P + "keras_layers:build", "Keras 3 layers, TensorFlow backend"),
         Impl("keras-jax", "keras-jax", _P + "keras_layers:build", "Keras 3 layers, JAX backend"),
         Impl("keras-torch", "keras-torch", _P + "keras_layers:build", "Keras 3 layers, PyTorch backend"),
