@@ -49,7 +49,7 @@ def test_canonical_weight_shapes():
     shapes = weight_shapes(s)
     assert shapes["l0.fw.w_ih"] == (1280, 123) and shapes["l1.bw.w_ih"] == (1280, 640)
     assert shapes["head.w"] == (25, 640)
-    assert sum(int(np.prod(v)) for v in shapes.values()) == 8_543_385  # SPEC 2, PyTorch count
+    assert sum(int(np.prod(v)) for v in shapes.values()) == 8_543_385  # the seed's PyTorch count
 
 
 def test_select_globs_and_errors():
