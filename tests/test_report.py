@@ -435,3 +435,10 @@ def test_colours_one_hue_family_per_framework():
         by_family.setdefault(FRAMEWORKS[IMPLEMENTATIONS[i].framework].family, []).append(hue(c))
     for family, hues in by_family.items():  # hue is an angle: red sits at both ends
         assert all(min(abs(a - b), 1 - abs(a - b)) < 0.1 for a in hues for b in hues), family
+
+
+def test_unstable_flag_gives_the_spread_in_percent():
+    from rnnbench.report import flags
+
+    row = {"status": "ok", "checks": "ok", "stable": False, "stdev_s": 0.162, "mean_s": 1.0, "verified": "yes"}
+    assert flags(row) == ["unstable (stdev 16.2% of the mean)"]

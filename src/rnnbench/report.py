@@ -76,7 +76,7 @@ def flags(row) -> list[str]:
     if row.get("stable") is False:
         spread = ""
         if not fmt.missing(row.get("stdev_s")) and not fmt.missing(row.get("mean_s")):
-            spread = f" (stdev {fmt.percent(row['stdev_s'] / row['mean_s'])} of the mean)"
+            spread = f" (stdev {fmt.percent(100 * row['stdev_s'] / row['mean_s'])} of the mean)"
         out.append("unstable" + spread)
     verified = str(row.get("verified") or "")
     if verified == "no":
