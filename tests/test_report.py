@@ -438,7 +438,7 @@ def test_colours_one_hue_family_per_framework():
 
 
 def test_unstable_flag_gives_the_spread_in_percent():
-    from rnnbench.report import flags
+    from rnnbench.analysis import flags
 
     row = {"status": "ok", "checks": "ok", "stable": False, "stdev_s": 0.162, "mean_s": 1.0, "verified": "yes"}
     assert flags(row) == ["unstable (stdev 16.2% of the mean)"]

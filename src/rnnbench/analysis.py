@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import schema
+from . import fmt, schema
 from .errors import ResultsError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -353,3 +353,37 @@ def load(directory: str | Path) -> Results:
     steps = _frame([v for d in runs for v in _step_values(d)], schema.STEPS)
     return Results(path=path, meta=meta, summary=summary, steps=steps)
 
+
+# -- facts the report and the results page both show ---------------------------------
+SECOND_TABLE_SCENARIO = "lstm-1x320-ce"  # the seed's second table: every implementation
+
+
+def flags(row) -> list[str]:
+    """The warnings a result carries (empty for a clean ok row)."""
+    out = []
+    if row.get("status") != "ok":
+        return out
+    checks = str(row.get("checks") or "ok")
+    if checks != "ok":
+        out.append(f"checks {checks}")
+    if row.get("stable") is False:
+        spread = ""
+        if not fmt.missing(row.get("stdev_s")) and not fmt.missing(row.get("mean_s")):
+            spread = f" (stdev {fmt.percent(100 * row['stdev_s'] / row['mean_s'])} of the mean)"
+        out.append("unstable" + spread)
+    verified = str(row.get("verified") or "")
+    if verified == "no":
+        out.append("verification FAILED (does not match the reference)")
+    return out
+
+
+def network(scenario: str) -> tuple[str, str, str]:
+    """The seed tables' first columns for a scenario: network, loss, masking."""
+    from .scenarios import SCENARIOS
+
+    s = SCENARIOS.get(scenario)
+    if s is None:
+        return scenario, "?", "?"
+    net = f"{s.layers}x{s.hidden} {'bidir' if s.bidirectional else 'unidir'} {s.cell.upper()}"
+    loss = {"ce": "Cross-Entropy", "ctc": "CTC"}.get(s.loss, s.loss)
+    return net, loss, "Yes" if s.loss == "ctc" else "No"

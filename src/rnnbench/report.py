@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import fmt
-from .analysis import Results, framework_key, load
+from .analysis import SECOND_TABLE_SCENARIO, Results, flags, framework_key, load, network
 from .errors import ResultsError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-SECOND_TABLE_SCENARIO = "lstm-1x320-ce"
 UNSTABLE_MARK = "\u26a0"  # shown next to a headline number that carries a flag
 
 
@@ -65,38 +64,8 @@ def _table(header: list[str], rows: list[list[str]], align: list[str] | None = N
     return "\n".join(lines)
 
 
-def flags(row) -> list[str]:
-    """The warnings a result carries (empty for a clean ok row)."""
-    out = []
-    if row.get("status") != "ok":
-        return out
-    checks = str(row.get("checks") or "ok")
-    if checks != "ok":
-        out.append(f"checks {checks}")
-    if row.get("stable") is False:
-        spread = ""
-        if not fmt.missing(row.get("stdev_s")) and not fmt.missing(row.get("mean_s")):
-            spread = f" (stdev {fmt.percent(100 * row['stdev_s'] / row['mean_s'])} of the mean)"
-        out.append("unstable" + spread)
-    verified = str(row.get("verified") or "")
-    if verified == "no":
-        out.append("verification FAILED (does not match the reference)")
-    return out
-
-
 def _verified(row) -> str:
     return {"yes": "yes", "no": "**NO**"}.get(str(row.get("verified") or ""), "not checked")
-
-
-def _network(scenario: str) -> tuple[str, str, str]:
-    from .scenarios import SCENARIOS
-
-    s = SCENARIOS.get(scenario)
-    if s is None:
-        return scenario, "?", "?"
-    net = f"{s.layers}x{s.hidden} {'bidir' if s.bidirectional else 'unidir'} {s.cell.upper()}"
-    loss = {"ce": "Cross-Entropy", "ctc": "CTC"}.get(s.loss, s.loss)
-    return net, loss, "Yes" if s.loss == "ctc" else "No"
 
 
 def _status_cell(rows: "pd.DataFrame") -> str:
@@ -121,7 +90,7 @@ def _framework_table(results: Results) -> str:
     best = results.fastest_by_framework()
     rows = []
     for scenario in results.scenarios:
-        net, loss, masking = _network(scenario)
+        net, loss, masking = network(scenario)
         cells = [f"[{scenario}](#{scenario})", net, loss, masking]
         for fw in frameworks:
             b = best[(best["scenario"] == scenario) & (best["framework"] == fw)]
@@ -138,7 +107,7 @@ def _framework_table(results: Results) -> str:
 
 def _impl_table(results: Results, scenario: str) -> str:
     rows = results.rows(scenario)
-    net, loss, masking = _network(scenario)
+    net, loss, masking = network(scenario)
     cells = [net, loss, masking]
     for _, r in rows.iterrows():
         if r["status"] == "ok":

@@ -30,9 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from .analysis import Results
+from .analysis import SECOND_TABLE_SCENARIO, Results, flags, network
 from .impls import IMPLEMENTATIONS, colour, family_colour
-from .report import SECOND_TABLE_SCENARIO, _network, flags
 from .scenarios import SCENARIOS
 
 SCHEMA = "rnnbench.page/1"
@@ -162,11 +161,11 @@ def _run(r: Results, several: bool) -> dict[str, Any]:
 
 
 def _scenario(runs: Sequence[Results], name: str) -> dict[str, Any]:
-    network, loss, masking = _network(name)
+    network_text, loss, masking = network(name)
     return {
         "name": name,
         "description": SCENARIOS[name].description if name in SCENARIOS else "",
-        "network": network,
+        "network": network_text,
         "loss": loss,
         "masking": masking == "Yes",
         "shape": next((sh for r in runs if name in r.scenarios and (sh := r.shape(name))), None),
