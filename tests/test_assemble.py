@@ -64,7 +64,8 @@ def test_a_precision_run_records_how_many_steps_and_why():
     assert (doc["steps"], doc["warmup"], doc["stop_reason"], doc["warmup_reason"]) == (4, 3, "precision", "settled")
     low, median, high = doc["ci_low_s"], doc["median_s"], doc["ci_high_s"]
     assert doc["ci_halfwidth_pct"] == pytest.approx(100 * max(median - low, high - median) / median)
-    assert 0 < doc["ci_halfwidth_pct"] <= 0.5 and doc["drift"] is False and doc["checks"] == "ok"
+    assert 0 < doc["ci_halfwidth_pct"] < 0.51  # the CI within the steps' range, 199-201 ms
+    assert doc["drift"] == "" and doc["checks"] == "ok"
     assert doc["stop_rule"] == stop
     with pytest.raises(ProtocolError, match="the job allowed 1 to 4 warm-up and 1 to 3 measured"):
         result.check_answers(job(steps=3, stop=stop))

@@ -254,9 +254,13 @@ DAMAGES = {
     "run cut short": (edit_text(DOC, lambda t: t[: len(t) // 2]), "gru-1x320-ce__torch-nn.json: not valid JSON"),
     "run empty": (write(DOC, ""), "gru-1x320-ce__torch-nn.json: not valid JSON"),
     "run a list": (write(DOC, "[]"), "gru-1x320-ce__torch-nn.json: expected a JSON object, got list"),
-    "run unknown version": (edit_json(DOC, schema="rnnbench.run/3"),
-                            "gru-1x320-ce__torch-nn.json: field 'schema': unknown version 'rnnbench.run/3'"),
+    "run unknown version": (edit_json(DOC, schema="rnnbench.run/2"),  # before stop_reason and the other columns
+                            "gru-1x320-ce__torch-nn.json: field 'schema': unknown version 'rnnbench.run/2'; "
+                            "this rnnbench reads rnnbench.run/3"),
     "run no version": (edit_json(DOC, schema=...), "gru-1x320-ce__torch-nn.json: field 'schema': missing"),
+    "stop reason unknown": (edit_json(DOC, stop_reason="bored"),
+                            "field 'stop_reason': expected one of 'fixed', 'precision', 'max-steps', 'max-time', got 'bored'"),
+    "ci width negative": (edit_json(DOC, ci_halfwidth_pct=-1.0), "field 'ci_halfwidth_pct': expected a number >= 0"),
     "median inf": (edit_json(DOC, median_s=INF), "field 'median_s': inf cannot be a time in seconds"),
     "median -inf": (edit_json(DOC, median_s=-INF), "field 'median_s': -inf cannot be a time in seconds"),
     "median nan": (edit_json(DOC, median_s=math.nan), "field 'median_s': nan cannot be a time in seconds"),
@@ -307,7 +311,7 @@ DAMAGES = {
     "summary NUL": (edit_text("summary.csv", lambda t: t.replace(",0.119174,", ",0.11\x009174,", 1)),
                     "summary.csv: line 2 field 'median_s': expected a number, got '0.11\\x009174'"),
     "summary of another tool": (write("summary.csv", "name,value\nx,1\n"),
-                                "summary.csv: missing 34 of its 34 columns (run_id, profile, scenario, ...)"),
+                                "summary.csv: missing 39 of its 39 columns (run_id, profile, scenario, ...)"),
     "summary a directory": (lambda d: ((d / "summary.csv").unlink(), (d / "summary.csv").mkdir()), "summary.csv: missing"),
     # results.csv (an export: it must agree with runs/)
     "steps missing": (remove("results.csv"), "results.csv: missing, though runs/ holds 60"),

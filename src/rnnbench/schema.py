@@ -7,7 +7,7 @@ and ``results.csv`` are exports of those documents, one cell per column, written
 :func:`cell`. Units are in the names: ``_s`` seconds, ``_mib`` mebibytes, ``gflops``
 GFLOP/s, ``efficiency_pct`` the percentage of the measured GEMM rate; ``_pct`` a percentage.
 Version 3 added how many steps a run took and why (``stop_reason``, ``warmup_reason``),
-the achieved precision (``ci_halfwidth_pct``) and the drift (``drift_pct``, ``drift``).
+the achieved precision (``ci_halfwidth_pct``) and the drift (``drift_pct``, ``drift``: "up", "down" or "").
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ RUN_SCHEMA = "rnnbench.run/3"
 STATUSES = ("ok", "failed", "timeout", "skipped", "interrupted")
 PHASES = ("warmup", "measure")
 VERDICTS = ("yes", "no", "")  # verified: passed, failed, not checked
+DRIFTS = ("up", "down", "")  # step times trended up, down, or did not (rnnbench.stopping.drift)
 
 # No training step of this suite takes 11 days: a larger "time" is a damaged file (1e308),
 # not a measurement, and would overflow every rate computed from it.
@@ -61,7 +62,8 @@ SUMMARY = (
     *_timing("ci_low_s", "ci_high_s", "first_step_s"),
     *_count("steps", "warmup"),
     Column("stop_reason", "text", choices=STOP_REASONS), Column("warmup_reason", "text", choices=WARMUP_REASONS),
-    Column("ci_halfwidth_pct", "float", minimum=0), Column("drift_pct", "float"), Column("drift", "bool"),
+    Column("ci_halfwidth_pct", "float", minimum=0), Column("drift_pct", "float"),
+    Column("drift", "text", choices=DRIFTS),
     *(Column(n, "float", minimum=0) for n in ("gflops", "efficiency_pct", "peak_rss_mib", "peak_gpu_mib")),
     *_count("parameters"), *_text("checks"), Column("stable", "bool"),
     Column("verified", "text", choices=VERDICTS), *_text("device", "device_name"),

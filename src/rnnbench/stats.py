@@ -28,7 +28,7 @@ def summarize(times) -> dict:
     median = float(np.median(t))
     mean = float(t.mean())
     stdev = float(t.std(ddof=1)) if t.size > 1 else 0.0
-    change, drifting = drift(t)
+    change, trend = drift(t)
     shows_spread = t.size >= SPREAD_STEPS  # if not: unstable too, and no CI width
     return {
         "median_s": median,
@@ -40,7 +40,7 @@ def summarize(times) -> dict:
         "ci_high_s": high,
         "ci_halfwidth_pct": 100 * ci_halfwidth(median, low, high) if shows_spread and median > 0 else None,
         "drift_pct": None if change is None else 100 * change,
-        "drift": drifting,
+        "drift": trend,
         "stable": bool(shows_spread and stdev <= UNSTABLE_CV * mean),
     }
 

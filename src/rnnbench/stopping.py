@@ -55,10 +55,15 @@ DRIFT_LIMIT = 0.05
 
 def median_ci(times):
     """The 95% bootstrap CI of the median: (low, high), seeded so that the same steps give
-    the same interval wherever it is computed."""
-    t = np.asarray(times, dtype=float)
+    the same interval wherever it is computed. Each resample is drawn as positions in the
+    sorted times, so that its median comes from partitioning small integers rather than
+    floats: half the cost of ``np.median`` on the resampled times, the same medians."""
+    ordered = np.sort(np.asarray(times, dtype=float))
+    n = ordered.size
     rng = np.random.default_rng(0)
-    medians = np.median(rng.choice(t, size=(BOOTSTRAP_SAMPLES, t.size)), axis=1)
+    draws = rng.integers(0, n, size=(BOOTSTRAP_SAMPLES, n), dtype=np.min_scalar_type(n - 1))
+    middle = [(n - 1) // 2, n // 2]  # one position for an odd count, two to average for an even one
+    medians = ordered[np.partition(draws, middle, axis=1)[:, middle]].mean(axis=1)
     low, high = np.percentile(medians, CI_PERCENTILES)
     return float(low), float(high)
 
@@ -70,21 +75,24 @@ def ci_halfwidth(median, low, high):
 
 
 def drift(times):
-    """(change, drifting): the median of the last third of the steps less that of the
-    first third, as a fraction of the median of all (medians: a busy moment or two do not
-    move it), and whether the steps trend (a Mann-Kendall test: how many later steps are
-    slower rather than faster than earlier ones, z >= DRIFT_Z) with a change of
-    DRIFT_LIMIT or more. (None, False) for fewer than SPREAD_STEPS steps."""
+    """(change, trend): the median of the last third of the steps less that of the first
+    third, as a fraction of the median of all (medians: a busy moment or two do not move
+    it), and "up" or "down" where the steps trend that way (a Mann-Kendall test: how many
+    later steps are slower rather than faster than earlier ones, z >= DRIFT_Z) with a
+    change of DRIFT_LIMIT or more, "" where they do not. (None, None) for fewer than
+    SPREAD_STEPS steps."""
     t = np.asarray(times, dtype=float)
     n = t.size
     median = float(np.median(t)) if n else 0.0
     if n < SPREAD_STEPS or median <= 0:
-        return None, False
+        return None, None
     third = n // 3
     change = (float(np.median(t[-third:])) - float(np.median(t[:third]))) / median
     s = sum(float(np.sign(t[k + 1:] - t[k]).sum()) for k in range(n - 1))
     z = (abs(s) - 1) / math.sqrt(n * (n - 1) * (2 * n + 5) / 18.0)  # with continuity correction
-    return change, bool(z >= DRIFT_Z and abs(change) >= DRIFT_LIMIT)
+    if z < DRIFT_Z or abs(change) < DRIFT_LIMIT:
+        return change, ""
+    return change, "up" if change > 0 else "down"
 
 
 def stop_rule(precision, min_steps, max_time_s, warmup):
