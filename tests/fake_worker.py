@@ -1,8 +1,10 @@
 """A stand-in for ``rnnbench.worker`` that misbehaves on purpose: ``fake_worker.py MODE JOB``.
 
 It reads the job and writes its result through ``rnnbench.protocol``, as a worker must:
-``ok`` (and ``env``, ``stray``, ``killparent``, ``nan``, ``slow``) hands back warmup +
-steps step records; the others crash, hang, or write something that is not a result.
+``ok`` (and ``env``, ``stray``, ``killparent``, ``nan``, ``slow``) hands back the step
+records its stop rule asks for (``rnnbench.stopping``: warmup + steps, or as many as the
+precision needs), with made-up times: warm-up 0.5 s falling to 0.2 s, measured steps
+0.100 to 0.104 s; the others crash, hang, or write something that is not a result.
 ``slow`` takes ``$FAKE_STEP_S`` seconds a step (default 0.2), reporting each as it ends.
 """
 
@@ -13,6 +15,7 @@ import subprocess
 import sys
 import time
 
+from rnnbench import stopping
 from rnnbench.protocol import Job, Result, step_record
 
 # A file size limit set on the runner (to test a full disk) is not this worker's concern.
@@ -52,20 +55,24 @@ else:
 
         os.kill(os.getppid(), signal.SIGKILL)
         time.sleep(0.5)  # and finish after it: the runner must still wait for this worker
-    phases = ["warmup"] * job.warmup + ["measure"] * job.steps
+    warmup, measure = stopping.rules(job.warmup, job.steps, job.stop)
     steps = []
     with open(job.progress, "w") as progress:
-        for i, phase in enumerate(phases):
-            n = i if phase == "warmup" else i - job.warmup
-            runtime = 0.5 if phase == "warmup" else 0.1 + 0.001 * n
-            loss = float("nan") if mode == "nan" and i == 1 else 3.0 - 0.1 * i
-            if mode == "slow":
-                time.sleep(float(os.environ.get("FAKE_STEP_S", "0.2")))
-            steps.append(step_record(phase, n, runtime, loss))
-            progress.write(json.dumps(steps[-1]) + "\n")
-            progress.flush()
+        for phase, rule in (("warmup", warmup), ("measure", measure)):
+            while job.mode == "bench" and not rule.done:
+                n = len(rule.times)
+                runtime = max(0.5 / (n + 1), 0.2) if phase == "warmup" else 0.1 + 0.001 * (n % 5)
+                loss = float("nan") if mode == "nan" and len(steps) == 1 else 3.0 - 0.1 * len(steps)
+                if mode == "slow":
+                    time.sleep(float(os.environ.get("FAKE_STEP_S", "0.2")))
+                steps.append(step_record(phase, n, runtime, loss))
+                rule.add(runtime)
+                progress.write(json.dumps(steps[-1]) + "\n")
+                progress.flush()
     verify = {"skipped": "a fake worker has no weights"} if job.verify else None
+    bench = job.mode == "bench"
     Result(status="ok", reason="", runtime={"device": "cpu", "device_name": "cpu", "threads": 1, "flush_denormal": "on"},
-           versions={"fake": "1.0"}, parameters=42, notes=notes, steps=steps if job.mode == "bench" else None,
-           loop_s=sum(s["runtime_s"] for s in steps[job.warmup:]) * 1.001 if job.mode == "bench" else None,
+           versions={"fake": "1.0"}, parameters=42, notes=notes, steps=steps if bench else None,
+           loop_s=measure.total_s * 1.001 if bench else None, rule_s=0.0 if bench else None,
+           warmup_reason=warmup.reason if bench else None, stop_reason=measure.reason if bench else None,
            peak_rss_mib=10.0, verify=verify).dump(job.result)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rnnbench.assemble import Outcome, Run, run_document
-from rnnbench.protocol import Job, Result, step_record
+from rnnbench.protocol import Job, ProtocolError, Result, step_record
 from rnnbench.scenarios import PROFILES, SCENARIOS, apply_profile
 from rnnbench.verify import VERIFY_EPS, VERIFY_LR, verify_scenario
 
@@ -32,7 +32,8 @@ def ok(**changes):
     values = dict(status="ok", reason="", runtime={"device": "cpu", "device_name": "EPYC", "threads": 2,
                                                   "flush_denormal": "on"},
                   versions={"torch": "2.13.0"}, parameters=1234, notes={"adam": "standard"}, steps=steps(),
-                  loop_s=0.9001, peak_rss_mib=300.0, import_s=2.0, build_s=0.1)
+                  loop_s=0.9001, peak_rss_mib=300.0, import_s=2.0, build_s=0.1, warmup_reason="fixed",
+                  stop_reason="fixed", rule_s=1e-5)
     return Result(**{**values, **changes})
 
 
@@ -50,6 +51,24 @@ def test_an_ok_run_gets_statistics_checks_and_efficiency():
     assert doc["version"] == "torch 2.13.0" and doc["device_name"] == "EPYC" and doc["flush_denormal"] == "on"
     assert doc["meta"]["import_s"] == 2.0 and doc["worker"] == "spawned" and doc["verified"] == ""
     assert (doc["batch"], doc["time_steps"], doc["hidden"]) == (4, 12, 8) and doc["run_id"] == "r1"
+    assert (doc["stop_reason"], doc["warmup_reason"], doc["stop_rule"]) == ("fixed", "fixed", None)
+    assert doc["meta"]["rule_s"] == 1e-5
+
+
+def test_a_precision_run_records_how_many_steps_and_why():
+    stop = {"precision": 0.05, "min_steps": 3, "max_time_s": 60.0, "max_warmup": 4}
+    warm = [step_record("warmup", k, t, 3.0) for k, t in enumerate((1.5, 0.3, 0.2))]
+    measured = [step_record("measure", k, t, 2.9 - 0.1 * k) for k, t in enumerate((0.2, 0.201, 0.199, 0.2))]
+    result = ok(steps=warm + measured, loop_s=0.8, warmup_reason="settled", stop_reason="precision")
+    doc = run_document(job(steps=40, stop=stop), RUN, exited(result))
+    assert (doc["steps"], doc["warmup"], doc["stop_reason"], doc["warmup_reason"]) == (4, 3, "precision", "settled")
+    low, median, high = doc["ci_low_s"], doc["median_s"], doc["ci_high_s"]
+    assert doc["ci_halfwidth_pct"] == pytest.approx(100 * max(median - low, high - median) / median)
+    assert 0 < doc["ci_halfwidth_pct"] < 0.51  # the CI within the steps' range, 199-201 ms
+    assert doc["drift"] == "" and doc["checks"] == "ok"
+    assert doc["stop_rule"] == stop
+    with pytest.raises(ProtocolError, match="the job allowed 1 to 4 warm-up and 1 to 3 measured"):
+        result.check_answers(job(steps=3, stop=stop))
 
 
 def test_checks_and_missing_yardsticks_show_in_the_document():
@@ -67,6 +86,9 @@ def test_a_timeout_keeps_the_reported_steps():
     assert doc["reason"] == "no result within 30 s (last reported: measure step 1, 2/5 steps reported)"
     doc = run_document(job(), RUN, Outcome("timeout"))
     assert "no step finished: still compiling or building" in doc["reason"]
+    stop = {"precision": 0.05, "min_steps": 3, "max_time_s": 60.0, "max_warmup": 4}
+    doc = run_document(job(steps=40, stop=stop), RUN, Outcome("timeout", progress=progress))
+    assert doc["reason"].endswith("(last reported: measure step 1, 2 of at most 44 steps reported)")
 
 
 def test_interrupted_and_not_started_runs():

@@ -12,6 +12,7 @@ from rnnbench.protocol import Job, ProtocolError, Result, read_progress, step_re
 
 SCENARIO = {"name": "gru-1x320-ce", "cell": "gru", "layers": 1, "hidden": 8, "bidirectional": False,
             "loss": "ce", "classes": 25, "batch": 4, "time_steps": 12, "features": 8, "description": ""}
+STOP = {"precision": 0.02, "min_steps": 2, "max_time_s": 60.0, "max_warmup": 5}
 
 
 def job(**changes):
@@ -40,6 +41,14 @@ def test_documents_round_trip_through_json_with_their_version(tmp_path):
     assert not list(tmp_path.glob("*.tmp-*"))
 
 
+def test_a_job_with_a_stop_rule_round_trips(tmp_path):
+    j = job(steps=40, stop=STOP)
+    j.dump(str(tmp_path / "job.json"))
+    back = Job.load(str(tmp_path / "job.json"))
+    assert back.stop == STOP and back.to_dict() == j.to_dict()
+    assert job().stop is None and job().to_dict()["stop"] is None  # fixed counts
+
+
 @pytest.mark.parametrize("change, words", [
     ({"version": "rnnbench.job/1"}, "version 'rnnbench.job/1', but this rnnbench reads 'rnnbench.job/2'"),
     ({"version": None}, "version None"),
@@ -56,6 +65,14 @@ def test_documents_round_trip_through_json_with_their_version(tmp_path):
     ({"verify": {"scenario": SCENARIO, "lr": 1.0}}, "job.verify: field 'adam_eps' is missing"),
     ({"scenario": {**SCENARIO, "layers": 1.5}}, "job.scenario: field 'layers' should be int"),
     ({"device": "tpu"}, "'tpu' is not one of auto, cpu, cuda"),
+    ({"stop": {**STOP, "precision": 1.5}}, "job.stop.precision: 1.5 is not a fraction in (0, 1)"),
+    ({"stop": {**STOP, "precision": 0}}, "job.stop.precision: 0 is not a fraction in (0, 1)"),
+    ({"stop": {**STOP, "min_steps": 3}}, "job.stop.min_steps: 3 is not in 1..steps (2)"),
+    ({"stop": {**STOP, "max_time_s": 0}}, "job.stop.max_time_s: 0 is not a time budget"),
+    ({"stop": {**STOP, "max_warmup": 0}}, "job.stop.max_warmup: 0 is below warmup (1)"),
+    ({"stop": {**STOP, "patience": 3}}, "job.stop: unknown field 'patience'"),
+    ({"stop": {"precision": 0.02}}, "job.stop: field 'min_steps' is missing"),
+    ({"stop": 0.02}, "field 'stop' should be dict, got 0.02"),
 ])
 def test_a_job_of_another_version_or_malformed_is_refused_by_name(change, words):
     doc = {**job().to_dict(), **change}
@@ -74,6 +91,9 @@ def test_a_job_of_another_version_or_malformed_is_refused_by_name(change, words)
     ({"verify": {"loss": 1.0}}, "result.verify: field 'scenario' is missing"),
     ({"verify": {"skipped": 3}}, "field 'skipped' should be str"),
     ({"parameters": 4.2}, "field 'parameters' should be int"),
+    ({"stop_reason": "bored"}, "result.stop_reason: 'bored' is not one of fixed, precision, max-steps, max-time"),
+    ({"warmup_reason": "count"}, "result.warmup_reason: 'count' is not one of fixed, settled, max-warmup"),
+    ({"rule_s": "0.1"}, "field 'rule_s' should be int or float"),
 ])
 def test_a_result_of_another_version_or_malformed_is_refused_by_name(change, words):
     with pytest.raises(ProtocolError) as e:
@@ -98,6 +118,17 @@ def test_an_ok_result_must_answer_the_job():
     with pytest.raises(ProtocolError, match="lacks the verification step"):
         ok_result().check_answers(job(verify={"scenario": SCENARIO, "lr": 1.0, "adam_eps": 1.0}))
     Result(status="failed", reason="boom").check_answers(job())  # a failure owes nothing
+
+
+def test_a_result_under_a_stop_rule_answers_within_its_bounds():
+    stopped = job(steps=3, stop=STOP)  # 1 to 5 warm-up steps, 1 to 3 measured
+    warm = [step_record("warmup", k, 0.5, 3.0) for k in range(6)]
+    measure = [step_record("measure", k, 0.1, 2.0) for k in range(4)]
+    for w, m in ((1, 2), (5, 1), (3, 3)):
+        ok_result(steps=warm[:w] + measure[:m]).check_answers(stopped)
+    for w, m in ((6, 1), (0, 2), (1, 4), (2, 0)):
+        with pytest.raises(ProtocolError, match=r"the job allowed 1 to 5 warm-up and 1 to 3 measured"):
+            ok_result(steps=warm[:w] + measure[:m]).check_answers(stopped)
 
 
 def test_a_file_that_is_not_json_names_itself(tmp_path):
@@ -148,7 +179,7 @@ except p.ProtocolError as e:
 @pytest.mark.skipif(not PYTHON36, reason="no Python 3.6 interpreter on this machine")
 def test_the_protocol_runs_under_python_3_6(tmp_path):
     """A legacy worker (the 2017 stack) imports this module under Python 3.6."""
-    j = job(warmup=0, steps=2, result=str(tmp_path / "r.json"))
+    j = job(warmup=0, steps=2, result=str(tmp_path / "r.json"), stop=STOP)
     j.dump(str(tmp_path / "job.json"))
     p = subprocess.run([str(PYTHON36), "-c", ROUND_TRIP_36, protocol.__file__, str(tmp_path / "job.json")],
                        capture_output=True, text=True, timeout=60)

@@ -2,10 +2,11 @@
 how its worker ended and what it handed back (framework-free, no processes, no files:
 unit tests call it directly).
 
-``run_document(job, run, outcome)`` adds the statistics of the measured steps, the seed's
-checks (finite, decreasing losses; no hidden loop overhead), the FLOP rate and the
-efficiency against the machine's GEMM rate, and the verdict of the verification step
-against the float64 reference.
+``run_document(job, run, outcome)`` adds the statistics of the measured steps (with how
+many steps were taken and why: the stop rule's reasons, the achieved CI half-width, the
+drift), the seed's checks (finite, decreasing losses; no hidden loop overhead), the FLOP
+rate and the efficiency against the machine's GEMM rate, and the verdict of the
+verification step against the float64 reference.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def base_document(job: Job, run: Run) -> dict:
         "status": "failed", "reason": "", "warmup": job.warmup, "steps": 0,
         "threads": job.threads, "flush_denormal": job.flush_denormal, "device": job.device,
         "batch": s.batch, "time_steps": s.time_steps, "features": s.features, "hidden": s.hidden,
-        "shape": asdict(s), "flops_per_step": flops.train_flops(s),
+        "shape": asdict(s), "flops_per_step": flops.train_flops(s), "stop_rule": job.stop,
     }
 
 
@@ -73,7 +74,7 @@ def run_document(job: Job, run: Run, outcome: Outcome) -> dict:
         return doc
     if outcome.ended == "timeout":
         doc.update(status="timeout", reason=f"no result within {run.timeout_s:g} s "
-                   f"({progress_text(outcome.progress, job.warmup + job.steps)})")
+                   f"({progress_text(outcome.progress, job)})")
         return doc
     result = outcome.result
     try:
@@ -90,7 +91,7 @@ def run_document(job: Job, run: Run, outcome: Outcome) -> dict:
                version=", ".join(f"{k} {v}" for k, v in (result.versions or {}).items()),
                notes=result.notes or {},
                meta={k: getattr(result, k) for k in ("runtime", "versions", "source_sha256", "import_s",
-                                                       "build_s", "notes")})
+                                                       "build_s", "notes", "rule_s")})
     if result.status != "ok":
         return doc
     if job.mode == "bench":
@@ -111,6 +112,8 @@ def timing(result: Result, flops_per_step: float, gemm_gflops: float | None) -> 
     gflops = flops_per_step / median / 1e9 if median > 0 else None  # a zero-time step has no rate
     return {
         **summary, "parameters": result.parameters, "step_log": result.steps, "steps": len(measured),
+        "warmup": len(result.steps) - len(measured), "warmup_reason": result.warmup_reason,
+        "stop_reason": result.stop_reason,
         "first_step_s": result.steps[0]["runtime_s"] if result.steps else None,
         "check_details": checks, "checks": stats.checks_label(checks), "gflops": gflops,
         "efficiency_pct": 100 * gflops / gemm_gflops if gflops and gemm_gflops else None,
@@ -139,8 +142,9 @@ def verdict(v: dict | None) -> dict:
             "verify_loss_err": checked.loss_err, "verify_worst": list(checked.worst)}
 
 
-def progress_text(steps: list[dict], total: int) -> str:
+def progress_text(steps: list[dict], job: Job) -> str:
     if not steps:
         return "no step finished: still compiling or building"
     last = steps[-1]
-    return f"last reported: {last['phase']} step {last['step'] + 1}, {len(steps)}/{total} steps reported"
+    total = f"/{job.warmup + job.steps}" if job.stop is None else f" of at most {job.stop['max_warmup'] + job.steps}"
+    return f"last reported: {last['phase']} step {last['step'] + 1}, {len(steps)}{total} steps reported"

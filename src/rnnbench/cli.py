@@ -46,6 +46,21 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def at_least_3(text: str) -> int:
+    value = _convert(text, int, "a whole number")
+    if value < 3:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 3 (fewer steps cannot show a spread), "
+                                         f"got {value}")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = _convert(text, float, "a fraction such as 0.02")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1), such as 0.02 for +-2%, got {text!r}")
+    return value
+
+
 def seconds(text: str) -> float:
     value = _convert(text, float, "a number of seconds")
     if not (math.isfinite(value) and value > 0):
@@ -244,24 +259,66 @@ def final_table(docs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# The per-worker timeout of a precision-targeted run: the profile's (import, compile, the
+# fixed warm-up, verification) plus this many times the measuring budget (the budget, the
+# warm-up past its count, which may take a quarter of it, and the last step's overrun).
+BUDGET_TIMEOUT_FACTOR = 1.5
+
+
+def _stop_settings(args, profile, warmup: int) -> tuple[int, dict | None, float]:
+    """(measured steps, stop rule, timeout): a fixed count and no rule, or the most steps
+    and a precision-targeted rule (the profile's, or --precision), with the profile's
+    bounds where no option sets them. One-line errors for options that cannot go together."""
+    from .stopping import stop_rule
+
+    bounds = {"--min-steps": args.min_steps, "--max-steps": args.max_steps, "--max-time": args.max_time}
+    given = [name for name, value in bounds.items() if value is not None]
+    if args.steps and (args.precision or given):
+        other = "--precision" if args.precision else given[0]
+        raise UsageError(f"--steps {args.steps} measures exactly that many steps; {other} is for precision-targeted "
+                         f"stopping: choose one (--max-steps bounds a precision-targeted run)")
+    precision = args.precision or (None if args.steps else profile.precision)
+    if precision is None:
+        if given:
+            raise UsageError(f"{given[0]} bounds precision-targeted stopping, which the {profile.name} profile "
+                             f"does not use: add --precision P (e.g. 0.02), or use --steps N")
+        return args.steps or profile.steps, None, args.timeout or profile.timeout_s
+    min_steps, max_steps = args.min_steps or profile.min_steps, args.max_steps or profile.max_steps
+    max_time = args.max_time or profile.max_time_s
+    if min_steps > max_steps:
+        names = [f"--min-steps {min_steps}" + ("" if args.min_steps else f" (the {profile.name} profile's)"),
+                 f"--max-steps {max_steps}" + ("" if args.max_steps else f" (the {profile.name} profile's)")]
+        raise UsageError(f"{names[0]} is more than {names[1]}: lower the minimum or raise the maximum")
+    if args.timeout and args.timeout < max_time:
+        whose = "" if args.max_time else f", the {profile.name} profile's"
+        raise UsageError(f"--timeout {args.timeout:g} s would stop a worker inside its measuring budget "
+                         f"(--max-time {max_time:g} s{whose}): raise --timeout or lower --max-time")
+    timeout = args.timeout or profile.timeout_s + BUDGET_TIMEOUT_FACTOR * max_time
+    return max_steps, stop_rule(precision, min_steps, max_time, warmup), timeout
+
+
 def _settings(args, bench: bool):
     from .runner import Settings
 
     if not args.out:
         raise UsageError("--out needs a directory name, got ''")
     profile = PROFILES[args.profile]
+    warmup = profile.warmup if args.warmup is None else args.warmup
+    steps, stop, timeout = (_stop_settings(args, profile, warmup) if bench
+                            else (profile.steps, None, args.timeout or profile.timeout_s))
     return Settings(
         profile=profile,
-        warmup=profile.warmup if args.warmup is None else args.warmup,
-        steps=args.steps or profile.steps,
+        warmup=warmup,
+        steps=steps,
         threads=args.threads or usable_cores(),
         device=args.device,
         flush_denormal=args.flush_denormal,
-        timeout_s=args.timeout or profile.timeout_s,
+        timeout_s=timeout,
         time_steps=args.time_steps,
         mode="bench" if bench else "verify",
         verify=args.verify,
         out=Path(args.out),
+        stop=stop,
     )
 
 
@@ -397,8 +454,20 @@ def build_parser() -> Parser:
                          description="Benchmark every selected (scenario, implementation), each in its own worker process.")
     selection_args(run)
     run.add_argument("--profile", choices=list(PROFILES), default=DEFAULT_PROFILE,
-                     help="smoke (tiny, seconds), quick (default: T=100), seed (T=1000, 500 steps)")
-    run.add_argument("--steps", type=positive_int, help="measured steps (default: the profile's)")
+                     help="smoke (tiny, seconds), quick (default: T=100), seed (T=1000, 500 steps), "
+                          "full (T=1000, until the median is known to +-2%%)")
+    run.add_argument("--steps", type=positive_int,
+                     help="measure exactly this many steps (default: the profile's count, or its precision target)")
+    run.add_argument("--precision", type=fraction, metavar="P",
+                     help="measure until the 95%% CI of the median is within +-P of it (0.02: +-2%%), warming up "
+                          "until step times stop falling (default: the full profile's 0.02; the others count steps)")
+    run.add_argument("--min-steps", type=at_least_3, metavar="N",
+                     help="with a precision: measured steps before it may stop (default: the profile's, 5)")
+    run.add_argument("--max-steps", type=positive_int, metavar="N",
+                     help="with a precision: measured steps at most (default: the profile's, 500)")
+    run.add_argument("--max-time", type=seconds, metavar="S",
+                     help="with a precision: measured seconds per run at most, over --min-steps if need be "
+                          "(default: the profile's; full: 600)")
     run.add_argument("--warmup", type=non_negative_int, help="warm-up steps, not in the statistics (default: the profile's)")
     run.add_argument("--time-steps", type=positive_int, metavar="T", help="override the time axis length")
     run.add_argument("--out", type=out_dir, default="results", metavar="DIR", help="results directory (default: results)")

@@ -11,7 +11,10 @@ Job (runner -> worker), version ``rnnbench.job/2``:
                     "verify": only the verification step (``scenario`` is null)
     impl            the implementation's registry name
     scenario        the sizes timed: a Scenario's fields (name, cell, layers, ...)
-    warmup, steps   step counts
+    warmup, steps   step counts: exactly these, or with ``stop`` the least warm-up and
+                    the most measured steps
+    stop            null (fixed counts), or the stop rule (rnnbench.stopping):
+                    {"precision": P, "min_steps": n, "max_time_s": s, "max_warmup": n}
     threads, flush_denormal, device   the runtime settings ("auto" | "cpu" | "cuda")
     verify          null, or {"scenario": {...}, "lr": x, "adam_eps": x}: one step at
                     that size with those hyper-parameters, its loss and weights handed back
@@ -23,7 +26,10 @@ Result (worker -> runner), version ``rnnbench.result/2``: ``status`` ("ok" | "fa
 ``runtime`` (settings the framework applied), ``versions``, ``source_sha256``, ``import_s``,
 ``build_s``, ``parameters``, ``notes`` (the implementation's own, e.g. its Adam variant),
 ``steps`` (step records), ``loop_s`` (wall time of the measured loop), ``peak_rss_mib``,
-``peak_gpu_mib`` and ``verify``: {"scenario", "loss", "weights", "notes"} or {"skipped": why}.
+``peak_gpu_mib`` and ``verify``: {"scenario", "loss", "weights", "notes"} or {"skipped": why};
+with the steps, why warm-up and measurement ended (``warmup_reason``: one of
+WARMUP_REASONS, ``stop_reason``: one of STOP_REASONS) and ``rule_s``, the seconds the stop
+rule took between measured steps, which ``loop_s`` leaves out.
 
 A step record is {"phase": "warmup" | "measure", "step": i, "runtime_s": s, "loss": x}.
 Losses may be NaN or infinite (the runner's checks look for that): both sides use Python's
@@ -41,6 +47,11 @@ MODES = ("bench", "verify")
 DEVICES = ("auto", "cpu", "cuda")
 WORKER_STATUSES = ("ok", "failed", "skipped")
 PHASES = ("warmup", "measure")
+# Why measurement ended: the fixed count; the median's CI within the precision; the most
+# steps; the time budget. Why warm-up ended: the fixed count; step times stopped falling;
+# the most warm-up steps or time.
+STOP_REASONS = ("fixed", "precision", "max-steps", "max-time")
+WARMUP_REASONS = ("fixed", "settled", "max-warmup")
 
 NUMBER = (int, float)
 TEXT = (str,)
@@ -57,6 +68,8 @@ SCENARIO_FIELDS = (
     ("description", TEXT, False),
 )
 VERIFY_SPEC_FIELDS = (("scenario", MAPPING, True), ("lr", NUMBER, True), ("adam_eps", NUMBER, True))
+STOP_FIELDS = (("precision", NUMBER, True), ("min_steps", WHOLE, True), ("max_time_s", NUMBER, True),
+               ("max_warmup", WHOLE, True))
 STEP_FIELDS = (("phase", TEXT, True), ("step", WHOLE, True), ("runtime_s", NUMBER, True), ("loss", NUMBER, True))
 
 
@@ -177,7 +190,7 @@ class Job(Document):
         ("mode", TEXT, True), ("impl", TEXT, True), ("scenario", MAPPING, False),
         ("warmup", WHOLE, True), ("steps", WHOLE, True), ("threads", WHOLE, True),
         ("flush_denormal", FLAG, True), ("device", TEXT, True), ("verify", MAPPING, False),
-        ("result", TEXT, True), ("progress", TEXT, True),
+        ("result", TEXT, True), ("progress", TEXT, True), ("stop", MAPPING, False),
     )
 
     @classmethod
@@ -198,6 +211,8 @@ class Job(Document):
         if doc.get("verify") is not None:
             check_fields(doc["verify"], VERIFY_SPEC_FIELDS, where + ".verify")
             check_fields(doc["verify"]["scenario"], SCENARIO_FIELDS, where + ".verify.scenario")
+        if doc.get("stop") is not None:
+            check_stop(doc["stop"], doc, where + ".stop")
 
     def sizes(self):
         """The scenario this job is about: the timed one, or the verified one."""
@@ -212,12 +227,16 @@ class Result(Document):
         ("versions", MAPPING, False), ("source_sha256", TEXT, False), ("import_s", NUMBER, False),
         ("build_s", NUMBER, False), ("parameters", WHOLE, False), ("notes", MAPPING, False),
         ("steps", LIST, False), ("loop_s", NUMBER, False), ("peak_rss_mib", NUMBER, False),
-        ("peak_gpu_mib", NUMBER, False), ("verify", MAPPING, False),
+        ("peak_gpu_mib", NUMBER, False), ("verify", MAPPING, False), ("warmup_reason", TEXT, False),
+        ("stop_reason", TEXT, False), ("rule_s", NUMBER, False),
     )
 
     @classmethod
     def check_rules(cls, doc, where):
         check_choice(doc["status"], WORKER_STATUSES, where + ".status")
+        for name, choices in (("warmup_reason", WARMUP_REASONS), ("stop_reason", STOP_REASONS)):
+            if doc.get(name) is not None:
+                check_choice(doc[name], choices, "{}.{}".format(where, name))
         if doc.get("steps") is not None:
             check_steps(doc["steps"], where + ".steps")
         v = doc.get("verify")
@@ -236,12 +255,31 @@ class Result(Document):
             missing = [n for n in ("steps", "loop_s", "parameters") if getattr(self, n) is None]
             if missing:
                 raise ProtocolError("result: an ok bench result lacks {!r}".format(missing[0]))
-            measured = [s for s in self.steps if s["phase"] == "measure"]
-            if len(measured) != job.steps or len(self.steps) != job.warmup + job.steps:
+            measured = sum(s["phase"] == "measure" for s in self.steps)
+            warm = len(self.steps) - measured
+            if job.stop is None and (measured, warm) != (job.steps, job.warmup):
                 raise ProtocolError("result: {} steps ({} measured), the job asked for {} + {}".format(
-                    len(self.steps), len(measured), job.warmup, job.steps))
+                    len(self.steps), measured, job.warmup, job.steps))
+            if job.stop is not None and not (1 <= measured <= job.steps
+                                             and job.warmup <= warm <= job.stop["max_warmup"]):
+                raise ProtocolError("result: {} steps ({} measured), the job allowed {} to {} warm-up "
+                                    "and 1 to {} measured".format(len(self.steps), measured, job.warmup,
+                                                                  job.stop["max_warmup"], job.steps))
         if job.verify is not None and self.verify is None:
             raise ProtocolError("result: an ok result lacks the verification step the job asked for")
+
+
+def check_stop(stop, job, where):
+    """A stop rule's fields, and bounds that fit the job's counts."""
+    check_fields(stop, STOP_FIELDS, where)
+    if not 0 < stop["precision"] < 1:
+        raise ProtocolError("{}.precision: {!r} is not a fraction in (0, 1)".format(where, stop["precision"]))
+    if not 1 <= stop["min_steps"] <= job["steps"]:
+        raise ProtocolError("{}.min_steps: {!r} is not in 1..steps ({})".format(where, stop["min_steps"], job["steps"]))
+    if not (math.isfinite(stop["max_time_s"]) and stop["max_time_s"] > 0):
+        raise ProtocolError("{}.max_time_s: {!r} is not a time budget".format(where, stop["max_time_s"]))
+    if stop["max_warmup"] < job["warmup"]:
+        raise ProtocolError("{}.max_warmup: {!r} is below warmup ({})".format(where, stop["max_warmup"], job["warmup"]))
 
 
 def step_record(phase, step, runtime_s, loss):

@@ -55,6 +55,7 @@ class Settings:
     verify: bool = True  # bench: also run one step at the verification size and check it
     out: Path = Path("results")
     worker: tuple[str, ...] = ("-m", "rnnbench.worker")  # what follows ``python`` to start a worker
+    stop: dict | None = None  # bench: the stop rule (rnnbench.stopping.stop_rule); None: fixed counts
 
 
 def now() -> str:
@@ -127,7 +128,7 @@ class Runner:
             "state": "running", "started": now(), "finished": None, "interrupted": False,
             "argv": list(argv), "machine": machine.machine(), "git": machine.git_revision(), "rnnbench": __version__,
             "threads": st.threads, "flush_denormal": st.flush_denormal, "device": st.device,
-            "warmup": st.warmup, "steps": st.steps, "timeout_s": st.timeout_s,
+            "warmup": st.warmup, "steps": st.steps, "stop": st.stop, "timeout_s": st.timeout_s,
             "time_steps": st.time_steps, "scenarios": [s.name for s in scenarios], "impls": list(impls),
             "compile_cache": compile_cache(st.profile.shared_cache) or "fresh per worker",
             "workers": "forked from a fork server per framework that preloads it" if st.profile.fork_server
@@ -175,7 +176,8 @@ class Runner:
         timed = apply_profile(scenario, st.profile, st.time_steps) if st.mode == "bench" else None
         return Job(mode=st.mode, impl=impl, scenario=timed and asdict(timed), warmup=st.warmup, steps=st.steps,
                    threads=st.threads, flush_denormal=st.flush_denormal, device=st.device, verify=verify,
-                   result=str(tmp / "result.json"), progress=str(tmp / "progress.jsonl"))
+                   result=str(tmp / "result.json"), progress=str(tmp / "progress.jsonl"),
+                   stop=st.stop if st.mode == "bench" else None)
 
     def skip(self, scenario: Scenario, impl: str, reason: str) -> dict:
         job = self.job(scenario, impl, Path(os.devnull))  # for no worker: its files are never written

@@ -2,7 +2,10 @@
 
 Framework-free: plain frozen dataclasses. A profile scales the time axis, the step counts
 and (for CTC) the label count so that the labels fit the shortest sequence; only the tiny
-``smoke`` profile also shrinks the network, so that every code path runs in seconds.
+``smoke`` profile also shrinks the network, so that every code path runs in seconds. A
+profile measures a fixed number of steps, or (``precision``) until the median is known to
+that precision (rnnbench.stopping), within its step and time bounds; those bounds also
+apply when ``--precision`` asks for it on a fixed-count profile.
 """
 
 from __future__ import annotations
@@ -92,18 +95,34 @@ class Profile:
     # (rnnbench.forkserver), instead of paying the import per worker (smoke only).
     fork_server: bool = False
     description: str = ""
+    # Precision-targeted stopping: on by default where ``precision`` is set (a fraction:
+    # 0.02 stops once the median's 95% CI is within +-2%); the bounds serve --precision too.
+    precision: float | None = None
+    min_steps: int = 5
+    max_steps: int = 500
+    max_time_s: float = 600.0  # measured seconds per run
 
 
 PROFILES: dict[str, Profile] = {
     p.name: p
     for p in [
         Profile("smoke", warmup=1, steps=3, time_steps=12, timeout_s=900, tiny=True,
-                shared_cache=True, fork_server=True, description="tiny shapes, a few steps: every code path in seconds"),
-        # PyTensor's cold numba compile of the 4-layer CTC graph takes minutes.
-        Profile("quick", warmup=2, steps=8, time_steps=100, timeout_s=1800,
+                shared_cache=True, fork_server=True, max_time_s=30.0,
+                description="tiny shapes, a few steps: every code path in seconds"),
+        # PyTensor's cold numba compile of the 4-layer CTC graph takes minutes. A fixed
+        # count: at 8 steps a run costs what it did, and --precision on it is bounded to
+        # a minute of measuring per run.
+        Profile("quick", warmup=2, steps=8, time_steps=100, timeout_s=1800, max_time_s=60.0,
                 description="the seed's networks on a 100-step time axis (the default)"),
         Profile("seed", warmup=5, steps=500, time_steps=None, timeout_s=24 * 3600,
                 description="exactly the seed: T=1000, 500 steps, median"),
+        # The seed's table at its own size in hours, not days: the 500 steps of `seed`
+        # are mostly spent on rows whose median was known long before. Its timeout
+        # covers what is not measured (import, cold compile, warm-up, verification):
+        # `rnnbench run` adds the measuring budget to it.
+        Profile("full", warmup=2, steps=500, time_steps=None, timeout_s=2 * 3600, precision=0.02,
+                description="the seed's sizes (T=1000), measured until the median's 95% CI is within "
+                            "+-2% (5 to 500 steps, at most 10 min of measuring a run)"),
     ]
 }
 DEFAULT_PROFILE = "quick"

@@ -1,11 +1,13 @@
 """The columns of a results directory, their types and units, and the document versions
 (framework-free, no dependencies): the one list the CSV writer and the loader share.
 
-A run document (``runs/<scenario>__<impl>.json``, schema ``rnnbench.run/2``) holds every
+A run document (``runs/<scenario>__<impl>.json``, schema ``rnnbench.run/3``) holds every
 summary column below under the same name, and its steps under ``step_log``; ``summary.csv``
 and ``results.csv`` are exports of those documents, one cell per column, written by
 :func:`cell`. Units are in the names: ``_s`` seconds, ``_mib`` mebibytes, ``gflops``
-GFLOP/s, ``efficiency_pct`` the percentage of the measured GEMM rate.
+GFLOP/s, ``efficiency_pct`` the percentage of the measured GEMM rate; ``_pct`` a percentage.
+Version 3 added how many steps a run took and why (``stop_reason``, ``warmup_reason``),
+the achieved precision (``ci_halfwidth_pct``) and the drift (``drift_pct``, ``drift``: "up", "down" or "").
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .protocol import STOP_REASONS, WARMUP_REASONS
+
 META_SCHEMA = "rnnbench.meta/1"
-RUN_SCHEMA = "rnnbench.run/2"
+RUN_SCHEMA = "rnnbench.run/3"
 
 STATUSES = ("ok", "failed", "timeout", "skipped", "interrupted")
 PHASES = ("warmup", "measure")
 VERDICTS = ("yes", "no", "")  # verified: passed, failed, not checked
+DRIFTS = ("up", "down", "")  # step times trended up, down, or did not (rnnbench.stopping.drift)
 
 # No training step of this suite takes 11 days: a larger "time" is a damaged file (1e308),
 # not a measurement, and would overflow every rate computed from it.
@@ -56,6 +61,9 @@ SUMMARY = (
     *_timing("median_s", "p10_s", "p90_s", "mean_s"), Column("stdev_s", "float", minimum=0),
     *_timing("ci_low_s", "ci_high_s", "first_step_s"),
     *_count("steps", "warmup"),
+    Column("stop_reason", "text", choices=STOP_REASONS), Column("warmup_reason", "text", choices=WARMUP_REASONS),
+    Column("ci_halfwidth_pct", "float", minimum=0), Column("drift_pct", "float"),
+    Column("drift", "text", choices=DRIFTS),
     *(Column(n, "float", minimum=0) for n in ("gflops", "efficiency_pct", "peak_rss_mib", "peak_gpu_mib")),
     *_count("parameters"), *_text("checks"), Column("stable", "bool"),
     Column("verified", "text", choices=VERDICTS), *_text("device", "device_name"),
@@ -155,6 +163,8 @@ META_FIELDS = {
     "schema": "text", "run_id": "text", "profile": "text", "started": "text", "finished": "text",
     "argv": "texts", "rnnbench": "text", "threads": "int", "flush_denormal": "bool",
     "device": "text", "warmup": "int", "steps": "int", "timeout_s": "seconds", "time_steps": "int",
+    "stop": "object", "stop.precision": "rate", "stop.min_steps": "int", "stop.max_time_s": "seconds",
+    "stop.max_warmup": "int",
     "scenarios": "texts", "impls": "texts", "interrupted": "bool",
     "machine": "object", "machine.cpu": "text", "machine.cores": "int", "machine.python": "text",
     "machine.platform": "text", "git": "object", "git.revision": "text", "git.dirty": "bool",

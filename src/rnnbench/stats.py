@@ -6,34 +6,42 @@ import math
 
 import numpy as np
 
+from .stopping import SPREAD_STEPS, ci_halfwidth, drift, median_ci
+
 UNSTABLE_CV = 0.10  # stdev / mean above this: the run is flagged unstable (pyperf's rule)
 OVERHEAD_LIMIT = 0.01  # loop wall time may exceed the sum of step times by at most 1%...
 # ...or by 0.2 ms a step: below that, a gap is the OS scheduling the process out between
 # two clock reads (seen at the millisecond steps of the smoke profile on a busy machine),
-# not a cost of the harness, which does no more than append to a list between steps.
+# not a cost of the harness, which does no more than append to a list between steps
+# (and asks the stop rule whether to go on, a time the worker leaves out of the loop's).
 OVERHEAD_FLOOR_S = 2e-4
-BOOTSTRAP_SAMPLES = 2000
 
 
-def summarize(times, seed: int = 0) -> dict:
-    """Median (headline), p10, p90, mean, stdev and a bootstrap 95% CI of the median."""
+def summarize(times) -> dict:
+    """Median (headline), p10, p90, mean, stdev, a bootstrap 95% CI of the median (the one
+    precision-targeted stopping judges by) with its half-width in percent of the median,
+    and the drift of the sequence (rnnbench.stopping.drift)."""
     t = np.asarray(times, dtype=float)
     if t.size == 0:
         raise ValueError("no measured steps")
-    rng = np.random.default_rng(seed)
-    medians = np.median(rng.choice(t, size=(BOOTSTRAP_SAMPLES, t.size)), axis=1)
+    low, high = median_ci(t)
+    median = float(np.median(t))
     mean = float(t.mean())
     stdev = float(t.std(ddof=1)) if t.size > 1 else 0.0
+    change, trend = drift(t)
+    shows_spread = t.size >= SPREAD_STEPS  # if not: unstable too, and no CI width
     return {
-        "median_s": float(np.median(t)),
+        "median_s": median,
         "p10_s": float(np.percentile(t, 10)),
         "p90_s": float(np.percentile(t, 90)),
         "mean_s": mean,
         "stdev_s": stdev,
-        "ci_low_s": float(np.percentile(medians, 2.5)),
-        "ci_high_s": float(np.percentile(medians, 97.5)),
-        # Fewer than 3 samples cannot show a spread: call that unstable too.
-        "stable": bool(t.size >= 3 and stdev <= UNSTABLE_CV * mean),
+        "ci_low_s": low,
+        "ci_high_s": high,
+        "ci_halfwidth_pct": 100 * ci_halfwidth(median, low, high) if shows_spread and median > 0 else None,
+        "drift_pct": None if change is None else 100 * change,
+        "drift": trend,
+        "stable": bool(shows_spread and stdev <= UNSTABLE_CV * mean),
     }
 
 

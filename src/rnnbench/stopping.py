@@ -1,0 +1,191 @@
+"""How many steps a run takes: warm-up until step times stop falling, then measurement
+until the median is known to a precision, within a budget (the way pyperf calibrates and
+benchopt stops). Runs in the worker, between steps, after a step's clock is read; also
+the statistics both sides share: the bootstrap CI of the median (rnnbench.stats reports
+the same one) and the drift of a sequence of step times.
+
+It runs under Python 3.6 too, as rnnbench.protocol does (no dataclasses, no postponed
+annotations): a worker for the 2017 stack may one day run under 3.6, and needs only
+NumPy besides the standard library.
+
+Warm-up (``Warmup``): the profile's count of steps, then, with a precision P, more while
+the step times are still falling: one more step while the last was faster, by more than
+P, than the median of the (up to) ``FALL_WINDOW`` steps before it, the first step left
+out of that median where there are others (it holds one-time compilation). A fall
+smaller than P does not matter at that precision. At most ``max_warmup`` steps in all,
+and the steps past the count stop once they have taken ``WARMUP_SHARE`` of the measuring
+budget. A count of 0 means no warm-up at all.
+
+Measurement (``Measure``): exactly the count asked for ("fixed"), or, with a precision P,
+until the 95% bootstrap CI of the median lies within +-P of the median ("precision";
+never before ``min_steps``), at most ``max_steps`` steps ("max-steps"), and no step is
+started once the measured time plus the median step so far would pass ``max_time_s``
+("max-time"). The budget wins over ``min_steps``: a run whose steps are too slow for its
+budget stops early and says so. The CI is computed at ``min_steps``, at every step up to
+``CHECK_EVERY_STEP_UNTIL``, then each time the count has grown by a tenth: that keeps
+the cost per step well under a millisecond (tests/test_stopping.py measures it), at the
+price of up to a tenth more steps than a check at every step would take. The worker leaves the time the rule
+takes out of the measured loop's wall time, so the loop-overhead check never sees it.
+"""
+
+import bisect
+import math
+import statistics
+
+import numpy as np
+
+from .protocol import STOP_REASONS, WARMUP_REASONS
+
+FIXED, PRECISION, MAX_STEPS, MAX_TIME = STOP_REASONS
+WARMUP_FIXED, SETTLED, MAX_WARMUP = WARMUP_REASONS
+
+BOOTSTRAP_SAMPLES = 2000
+CI_PERCENTILES = (2.5, 97.5)  # a 95% interval
+FALL_WINDOW = 3
+WARMUP_EXTRA = 10  # warm-up steps past the count, at most
+WARMUP_SHARE = 0.25  # of the measuring budget, for the warm-up steps past the count
+SPREAD_STEPS = 3  # fewer steps cannot show a spread: no CI width, no stop on precision
+CHECK_EVERY_STEP_UNTIL = 20
+CHECK_GROWTH = 10  # then a CI each time the count grows by 1/CHECK_GROWTH
+# Drift: a trend at z >= DRIFT_Z (two-sided p < 0.003: about one false flag in 300 runs
+# without drift; 8 steps can show one) that moves the median by DRIFT_LIMIT or more.
+DRIFT_Z = 3.0
+DRIFT_LIMIT = 0.05
+
+
+def median_ci(times):
+    """The 95% bootstrap CI of the median: (low, high), seeded so that the same steps give
+    the same interval wherever it is computed. Each resample is drawn as positions in the
+    sorted times, so that its median comes from partitioning small integers rather than
+    floats: half the cost of ``np.median`` on the resampled times, the same medians."""
+    ordered = np.sort(np.asarray(times, dtype=float))
+    n = ordered.size
+    rng = np.random.default_rng(0)
+    draws = rng.integers(0, n, size=(BOOTSTRAP_SAMPLES, n), dtype=np.min_scalar_type(n - 1))
+    middle = [(n - 1) // 2, n // 2]  # one position for an odd count, two to average for an even one
+    medians = ordered[np.partition(draws, middle, axis=1)[:, middle]].mean(axis=1)
+    low, high = np.percentile(medians, CI_PERCENTILES)
+    return float(low), float(high)
+
+
+def ci_halfwidth(median, low, high):
+    """The CI's half-width as a fraction of the median: its farther end (it need not be
+    symmetric)."""
+    return max(median - low, high - median) / median
+
+
+def drift(times):
+    """(change, trend): the median of the last third of the steps less that of the first
+    third, as a fraction of the median of all (medians: a busy moment or two do not move
+    it), and "up" or "down" where the steps trend that way (a Mann-Kendall test: how many
+    later steps are slower rather than faster than earlier ones, z >= DRIFT_Z) with a
+    change of DRIFT_LIMIT or more, "" where they do not. (None, None) for fewer than
+    SPREAD_STEPS steps."""
+    t = np.asarray(times, dtype=float)
+    n = t.size
+    median = float(np.median(t)) if n else 0.0
+    if n < SPREAD_STEPS or median <= 0:
+        return None, None
+    third = n // 3
+    change = (float(np.median(t[-third:])) - float(np.median(t[:third]))) / median
+    s = sum(float(np.sign(t[k + 1:] - t[k]).sum()) for k in range(n - 1))
+    z = (abs(s) - 1) / math.sqrt(n * (n - 1) * (2 * n + 5) / 18.0)  # with continuity correction
+    if z < DRIFT_Z or abs(change) < DRIFT_LIMIT:
+        return change, ""
+    return change, "up" if change > 0 else "down"
+
+
+def stop_rule(precision, min_steps, max_time_s, warmup):
+    """The stop rule a job carries (rnnbench.protocol: Job.stop) for a run of ``warmup``
+    warm-up steps measured to ``precision`` (a fraction), its maximum step count being
+    the job's ``steps``."""
+    return {"precision": precision, "min_steps": min_steps, "max_time_s": max_time_s,
+            "max_warmup": warmup + WARMUP_EXTRA}
+
+
+def rules(warmup, steps, stop=None):
+    """The job's two rules, (Warmup, Measure): fixed counts where ``stop`` is None."""
+    if stop is None:
+        return Warmup(warmup), Measure(steps)
+    return (Warmup(warmup, stop["precision"], stop["max_warmup"], WARMUP_SHARE * stop["max_time_s"]),
+            Measure(steps, stop["precision"], stop["min_steps"], stop["max_time_s"]))
+
+
+class Warmup(object):
+    """Warm-up steps: call ``add(seconds)`` after each until ``done``; ``reason`` says why
+    it ended (WARMUP_REASONS). Without a ``threshold``, exactly ``count`` steps."""
+
+    def __init__(self, count, threshold=None, max_steps=None, max_extra_s=math.inf):
+        self.count = count
+        self.threshold = threshold
+        self.max_steps = count if max_steps is None else max_steps
+        self.max_extra_s = max_extra_s
+        self.times = []
+        self.reason = WARMUP_FIXED if count == 0 else None
+
+    @property
+    def done(self):
+        return self.reason is not None
+
+    def add(self, seconds):
+        self.times.append(seconds)
+        n = len(self.times)
+        if n < self.count:
+            return
+        if self.threshold is None:
+            self.reason = WARMUP_FIXED
+        elif n >= 2 and not falling(self.times, self.threshold):
+            self.reason = SETTLED
+        elif n >= self.max_steps or sum(self.times[self.count:]) >= self.max_extra_s:
+            self.reason = MAX_WARMUP
+
+
+def falling(times, threshold):
+    """The last step was faster, by more than ``threshold``, than the median of the
+    (up to) FALL_WINDOW before it, leaving out the first step where there are others."""
+    before = times[1:-1] or times[:-1]
+    return times[-1] < (1 - threshold) * statistics.median(before[-FALL_WINDOW:])
+
+
+class Measure(object):
+    """Measured steps: call ``add(seconds)`` after each until ``done``; ``reason`` says why
+    it ended (STOP_REASONS). Without a ``precision``, exactly ``max_steps`` steps."""
+
+    def __init__(self, max_steps, precision=None, min_steps=1, max_time_s=math.inf):
+        self.max_steps = max_steps
+        self.precision = precision
+        self.max_time_s = max_time_s
+        self.times = []
+        self.ordered = []  # the same, sorted: the median at every step for the price of an insert
+        self.total_s = 0.0
+        self.next_check = max(min_steps, SPREAD_STEPS)
+        self.reason = None
+
+    @property
+    def done(self):
+        return self.reason is not None
+
+    def median(self):
+        o, n = self.ordered, len(self.ordered)
+        return o[n // 2] if n % 2 else (o[n // 2 - 1] + o[n // 2]) / 2
+
+    def add(self, seconds):
+        self.times.append(seconds)
+        bisect.insort(self.ordered, seconds)
+        self.total_s += seconds
+        n = len(self.times)
+        if self.precision is None:
+            self.reason = FIXED if n >= self.max_steps else None
+        elif n >= self.next_check and self.precise():
+            self.reason = PRECISION
+        elif n >= self.max_steps:
+            self.reason = MAX_STEPS
+        elif self.total_s + self.median() > self.max_time_s:
+            self.reason = MAX_TIME
+
+    def precise(self):
+        """Whether the CI of the median is within the precision now; sets the next check."""
+        n = len(self.times)
+        self.next_check = n + (1 if n < CHECK_EVERY_STEP_UNTIL else n // CHECK_GROWTH)
+        median = self.median()
+        return median > 0 and ci_halfwidth(median, *median_ci(self.times)) <= self.precision
