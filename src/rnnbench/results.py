@@ -7,7 +7,7 @@ A results directory holds:
   the run got: ``state`` "running", "finished" or "interrupted" (then ``stopped_by``: Ctrl-C,
   SIGTERM, a write error, or a runner that died), with ``started`` and ``finished`` times.
 * ``runs/<scenario>__<impl>.json``: one document per (scenario, implementation) run
-  (schema ``rnnbench.run/2``) with every field of its summary row, the raw steps
+  (schema ``rnnbench.run/3``) with every field of its summary row, the raw steps
   (``step_log``: phase, step, runtime_s, loss) and the
   worker's metadata (versions, runtime settings, source hash, verification errors).
 * ``results.csv``: long format, one row per step (warm-up and measured).
