@@ -76,6 +76,7 @@ def test_time_unit_rule():
              (0.119174, "119 ms"), (0.0012, "1.20 ms"), (0.00042, "420 \u00b5s"), (0, "0 \u00b5s"), (None, "\u2013")]
     assert [fmt.seconds(v) for v, _ in cases] == [text for _, text in cases]
     assert fmt.seconds(0.095, like=1.485) == "0.0950 s" and fmt.interval(0.116, 0.12, 0.119) == "116\u2013120 ms"
+    assert fmt.span([8, 8]) == "8" and fmt.span([5, 37, 12]) == "5\u201337" and fmt.span([]) == fmt.MISSING
     assert fmt.ratio(1.1056, 3) == "1.106\u00d7" and fmt.percent(45.2) == "45.2%" and fmt.count(8564538) == "8,564,538"
 
 

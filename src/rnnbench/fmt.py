@@ -76,6 +76,16 @@ def percent(pct) -> str:
     return MISSING if missing(pct) else number(float(pct)) + "%"
 
 
+def span(values) -> str:
+    """Whole numbers as one ("8") or their range ("5–37"), e.g. the steps precision
+    stopping took in each run of a scenario."""
+    values = [int(v) for v in values]
+    if not values:
+        return MISSING
+    lo, hi = min(values), max(values)
+    return f"{lo}" if lo == hi else f"{lo}–{hi}"
+
+
 def count(v) -> str:
     """A whole number, thousands separated: 8,564,538."""
     return MISSING if missing(v) else f"{int(v):,}"

@@ -140,7 +140,7 @@ def _detail(results: Results, scenario: str, charts: dict[str, Path]) -> str:
     steps = ok["steps"].dropna()
     warm = ok["warmup"].dropna()
     if len(steps):
-        line.append(f"median of {int(steps.max())} measured steps after {int(warm.max()) if len(warm) else '?'} warm-up")
+        line.append(f"median of {fmt.span(steps)} measured steps after {fmt.span(warm)} warm-up")
     if line:
         parts += [" \u00b7 ".join(line), ""]
     if f"bars:{scenario}" in charts:
@@ -231,10 +231,11 @@ def _environment(results: Results) -> str:
         items.append(("command", "`" + " ".join(map(str, m["argv"])) + "`"))
     profile = results.profile
     desc = PROFILES[profile].description if profile in PROFILES else ""
-    steps, warm = s["steps"].dropna(), s["warmup"].dropna()
+    done = s[s["status"] == "ok"]  # a failed or timed-out run stopped short
+    steps, warm = done["steps"].dropna(), done["warmup"].dropna()
     counts = ""
     if len(steps):
-        counts = f"; {int(warm.max()) if len(warm) else '?'} warm-up + {int(steps.max())} measured steps"
+        counts = f"; {fmt.span(warm)} warm-up + {fmt.span(steps)} measured steps"
     items.append(("profile", f"{profile}" + (f": {desc}" if desc else "") + counts))
     shapes = {sc: _shape_text(results, sc) for sc in results.scenarios}
     if len(set(shapes.values())) == 1:

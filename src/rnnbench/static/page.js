@@ -232,9 +232,12 @@
       const s = sc.shape;
       parts.push(`(B, T, F) = (${s.batch}, ${s.time_steps}, ${s.features}), hidden ${s.hidden}`);
     }
-    const steps = Math.max(...sel.map((r) => r.steps || 0));
-    const warm = Math.max(...sel.map((r) => r.warmup || 0));
-    if (sel.length) parts.push(`median of ${steps} measured steps after ${warm} warm-up`);
+    // One count, or the range precision-targeted stopping took across the runs.
+    const span = (xs) => (Math.min(...xs) === Math.max(...xs) ? `${xs[0]}` : `${Math.min(...xs)}–${Math.max(...xs)}`);
+    if (sel.length) {
+      parts.push(`median of ${span(sel.map((r) => r.steps || 0))} measured steps after ` +
+                 `${span(sel.map((r) => r.warmup || 0))} warm-up`);
+    }
     const parameters = [...new Set(sel.map((r) => r.parameters).filter((p) => p !== null))];
     if (parameters.length) parts.push(`${parameters.map((p) => fmt(p, 0)).join(" / ")} parameters`);
     document.getElementById("scenario-desc").textContent = parts.join(" \u00b7 ");
