@@ -1,6 +1,7 @@
 """A stand-in for ``rnnbench.worker`` that misbehaves on purpose: ``fake_worker.py MODE JOB``.
 
-It reads the job and writes its result through ``rnnbench.protocol``, as a worker must:
+It reads the job and writes its result through ``rnnbench.protocol``, as a worker must
+(with the framework versions and source hash a real worker records: --resume compares them):
 ``ok`` (and ``env``, ``stray``, ``killparent``, ``nan``, ``slow``) hands back warmup +
 steps step records; the others crash, hang, or write something that is not a result.
 ``slow`` takes ``$FAKE_STEP_S`` seconds a step (default 0.2), reporting each as it ends.
@@ -13,7 +14,9 @@ import subprocess
 import sys
 import time
 
+from rnnbench.impls import IMPLEMENTATIONS, framework_versions
 from rnnbench.protocol import Job, Result, step_record
+from rnnbench.sources import source_hash
 
 # A file size limit set on the runner (to test a full disk) is not this worker's concern.
 resource.setrlimit(resource.RLIMIT_FSIZE, (resource.getrlimit(resource.RLIMIT_FSIZE)[1],) * 2)
@@ -66,6 +69,7 @@ else:
             progress.flush()
     verify = {"skipped": "a fake worker has no weights"} if job.verify else None
     Result(status="ok", reason="", runtime={"device": "cpu", "device_name": "cpu", "threads": 1, "flush_denormal": "on"},
-           versions={"fake": "1.0"}, parameters=42, notes=notes, steps=steps if job.mode == "bench" else None,
+           versions=framework_versions(IMPLEMENTATIONS[job.impl].framework), source_sha256=source_hash(job.impl),
+           parameters=42, notes=notes, steps=steps if job.mode == "bench" else None,
            loop_s=sum(s["runtime_s"] for s in steps[job.warmup:]) * 1.001 if job.mode == "bench" else None,
            peak_rss_mib=10.0, verify=verify).dump(job.result)

@@ -1,0 +1,190 @@
+"""``rnnbench run --resume``: a matrix continues where it stopped (Ctrl-C, a crash, SIGKILL
+of the runner), keeping every finished run that the current code, frameworks and
+settings would repeat, each counted once; a directory it cannot continue is refused with
+one line naming what differs, nothing in it moved or overwritten."""
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from test_reliability import Run, assert_consistent, no_traceback, snapshot
+
+from rnnbench import results, runner
+from rnnbench.errors import ResultsError
+from rnnbench.runner import Runner, Settings
+from rnnbench.scenarios import PROFILES, SCENARIOS
+
+FAKE = str(Path(__file__).with_name("fake_worker.py"))
+NETS = [SCENARIOS[s] for s in ("gru-1x320-ce", "lstm-1x320-ce")]
+IMPLS = ["torch-nn", "jax-scan"]
+
+
+@pytest.fixture(autouse=True)
+def quick_gemm(monkeypatch):
+    monkeypatch.setattr("rnnbench.gemm.in_subprocess", lambda threads, env: {"gflops": 100.0, "threads": threads})
+
+
+def matrix(out, modes=(), resume=False, threads=1, **kw):
+    """Run NETS x IMPLS into ``out`` with fake workers: ``modes`` are the workers' modes in
+    the order they start (then "ok"). Returns the runner and the labels it reported."""
+    modes, labels = iter(modes), []
+    st = Settings(profile=PROFILES["smoke"], warmup=1, steps=3, threads=threads, verify=False, out=out,
+                  resume=resume, worker=(FAKE, next(modes, "ok")), **kw)
+    r = Runner(st)
+
+    def on_result(label, doc):
+        labels.append(label)
+        r.st.worker = (FAKE, next(modes, "ok"))
+
+    r.on_result = on_result
+    assert r.run(NETS, IMPLS, ["test"]) == 0
+    return r, labels
+
+
+def by_run(docs):
+    return {(d["scenario"], d["impl"]): d for d in docs}
+
+
+def test_resume_keeps_matching_runs_and_reruns_failed_and_changed_ones(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    first, _ = matrix(out, modes=["ok", "crash", "ok", "ok"])
+    before = by_run(results.load_runs(out))
+    assert [d["status"] for d in first.docs] == ["ok", "failed", "ok", "ok"]
+
+    real = runner.source_hash  # jax-scan's source changes; torch-nn's does not
+    monkeypatch.setattr(runner, "source_hash", lambda impl: real(impl) + ("-edited" if impl == "jax-scan" else ""))
+    again, labels = matrix(out, resume=True)
+    meta, docs = assert_consistent(out)
+    now = by_run(docs)
+    assert len(docs) == 4 and all(d["status"] == "ok" for d in docs)
+    assert [label.endswith("(kept)") for label in labels] == [True, False, True, False]
+    for key in [("gru-1x320-ce", "torch-nn"), ("lstm-1x320-ce", "torch-nn")]:
+        assert now[key] == before[key]  # kept as it was: same document, same run
+    for key in [("gru-1x320-ce", "jax-scan"), ("lstm-1x320-ce", "jax-scan")]:
+        assert now[key]["run_id"] == again.run_id != first.run_id
+    # the finished jax-scan run whose source changed is moved aside, not lost; the failed one is replaced
+    [aside] = (out / "archive").iterdir()
+    assert by_run(results.load_runs(aside)) == {("lstm-1x320-ce", "jax-scan"): before[("lstm-1x320-ce", "jax-scan")]}
+    assert json.loads((aside / "meta.json").read_text())["run_id"] == first.run_id
+    assert (aside / "logs" / "lstm-1x320-ce__jax-scan.log").exists()
+    assert meta["state"] == "finished" and meta["resumed_from"] == [first.run_id]
+
+
+def test_resume_of_a_finished_matrix_runs_nothing(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    matrix(out)
+    before = snapshot(out / "runs")
+    monkeypatch.setattr("rnnbench.gemm.in_subprocess", lambda *a: pytest.fail("nothing to measure"))
+    monkeypatch.setattr("rnnbench.launch.Launcher.start", lambda *a: pytest.fail("a worker started"))
+    _, labels = matrix(out, resume=True)
+    assert all(label.endswith("(kept)") for label in labels) and snapshot(out / "runs") == before
+    assert not (out / "archive").exists()
+
+
+def test_resume_on_an_empty_directory_starts_afresh(tmp_path):
+    r, _ = matrix(tmp_path / "new", resume=True)
+    assert [d["status"] for d in r.docs] == ["ok"] * 4
+
+
+@pytest.mark.parametrize("change, words", [
+    (dict(threads=2), "its settings differ (threads 1 -> 2)"),
+    (dict(profile="quick"), 'profile "smoke" -> "quick"'),
+    (dict(flush_denormal=False), "flush_denormal true -> false"),
+    (dict(steps=4), "steps 3 -> 4"),
+    (dict(device="cpu"), 'device "auto" -> "cpu"'),
+])
+def test_resume_with_other_settings_is_refused_untouched(tmp_path, monkeypatch, change, words):
+    out = tmp_path / "out"
+    matrix(out)
+    before = snapshot(out)
+    monkeypatch.setattr("rnnbench.cli.usable_cores", lambda: 4)
+    if "profile" in change:
+        change = dict(profile=PROFILES[change["profile"]])
+    st = Settings(**{**dict(profile=PROFILES["smoke"], warmup=1, steps=3, threads=1, verify=False, out=out,
+                            resume=True, worker=(FAKE, "ok")), **change})
+    with pytest.raises(ResultsError) as e:
+        Runner(st).run(NETS, IMPLS, ["test"])
+    assert words in str(e.value) and str(e.value).startswith(f"cannot resume {out}: ")
+    assert "\n" not in str(e.value) and snapshot(out) == before
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda out: (out / "meta.json").write_text(json.dumps({**json.loads((out / "meta.json").read_text()),
+                                                            "schema": "rnnbench.meta/0"})),
+     "meta.json: field 'schema': unknown version 'rnnbench.meta/0'; this rnnbench reads rnnbench.meta/1"),
+    (lambda out: (out / "runs" / "gru-1x320-ce__torch-nn.json").write_text('{"schema": "rnnbench.run/1"}'),
+     "gru-1x320-ce__torch-nn.json: field 'schema': unknown version 'rnnbench.run/1'"),
+    (lambda out: (out / "meta.json").unlink(), "it has no readable meta.json"),
+])
+def test_resume_of_another_schema_is_one_line_exit_2_untouched(tmp_path, damage, words):
+    out = tmp_path / "out"
+    assert Run(out).finish() == 0
+    damage(out)
+    before = snapshot(out)
+    again = Run(out, "ok", "--resume")
+    assert again.finish() == 2
+    no_traceback(again)
+    [line] = again.err.splitlines()
+    assert line.startswith(f"rnnbench: error: cannot resume {out}: ") and words in line, line
+    assert snapshot(out) == before
+
+
+def children(pid):
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def gone(pid, within_s=5.0):
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("wait_for, after_s", [("[3/4]", 0.4), ("[2/4]", 0.0), ("[4/4]", 0.7)])
+def test_sigkill_of_the_runner_then_resume_keeps_each_finished_run_once(tmp_path, wait_for, after_s):
+    out = tmp_path / "out"
+    run = Run(out, "slow")
+    run.wait_for(wait_for)
+    time.sleep(after_s)
+    workers = children(run.p.pid)
+    run.signal(signal.SIGKILL)
+    assert all(gone(pid) for pid in workers), "a worker outlived its runner"
+    finished = {(d["scenario"], d["impl"]): d for d in results.load_runs(out) if d["status"] == "ok"}
+    assert len(finished) == int(wait_for[1]) - 1
+    again = Run(out, "ok", "--resume")
+    assert again.finish() == 0, again.err
+    no_traceback(again)
+    assert f"resuming {out}: {len(finished)} of 4 runs kept, {4 - len(finished)} to run" in again.err
+    meta, docs = assert_consistent(out)  # the exports agree with runs/: each run in them once
+    assert meta["state"] == "finished" and len(docs) == 4 and all(d["status"] == "ok" for d in docs)
+    for d in docs:
+        if (d["scenario"], d["impl"]) in finished:
+            assert d == finished[(d["scenario"], d["impl"])]
+        else:
+            assert d["run_id"] == meta["run_id"]
+    assert not (out / "archive").exists()
+
+
+def test_ctrl_c_then_resume_reruns_the_interrupted_run(tmp_path):
+    out = tmp_path / "out"
+    run = Run(out, "slow")
+    run.wait_for("[2/4]")
+    assert run.signal(signal.SIGINT, after_s=0.4) == 130
+    assert [d["status"] for d in results.load_runs(out)] == ["ok", "interrupted"]
+    again = Run(out, "ok", "--resume")
+    assert again.finish() == 0, again.err
+    meta, docs = assert_consistent(out)
+    assert [d["status"] for d in docs] == ["ok"] * 4 and meta["state"] == "finished"
+    # (file order: gru, lstm-1x320-ce, lstm-4x320bi-ce, -ctc) gru kept; the interrupted run and the rest run now
+    assert [d["run_id"] == meta["run_id"] for d in docs] == [False, True, True, True]
