@@ -95,11 +95,10 @@ def test_resume_on_an_empty_directory_starts_afresh(tmp_path):
     (dict(steps=4), "steps 3 -> 4"),
     (dict(device="cpu"), 'device "auto" -> "cpu"'),
 ])
-def test_resume_with_other_settings_is_refused_untouched(tmp_path, monkeypatch, change, words):
+def test_resume_with_other_settings_is_refused_untouched(tmp_path, change, words):
     out = tmp_path / "out"
     matrix(out)
     before = snapshot(out)
-    monkeypatch.setattr("rnnbench.cli.usable_cores", lambda: 4)
     if "profile" in change:
         change = dict(profile=PROFILES[change["profile"]])
     st = Settings(**{**dict(profile=PROFILES["smoke"], warmup=1, steps=3, threads=1, verify=False, out=out,
@@ -108,6 +107,18 @@ def test_resume_with_other_settings_is_refused_untouched(tmp_path, monkeypatch, 
         Runner(st).run(NETS, IMPLS, ["test"])
     assert words in str(e.value) and str(e.value).startswith(f"cannot resume {out}: ")
     assert "\n" not in str(e.value) and snapshot(out) == before
+
+
+def test_resume_with_other_settings_is_one_line_exit_2(tmp_path):
+    out = tmp_path / "out"
+    assert Run(out).finish() == 0
+    before = snapshot(out)
+    again = Run(out, "ok", "--resume", "--steps", "5", "--no-flush-denormal")
+    assert again.finish() == 2
+    assert again.err.splitlines() == [f"rnnbench: error: cannot resume {out}: its settings differ (flush_denormal "
+                                      "true -> false, steps 3 -> 5); repeat them, or run without --resume (the "
+                                      "earlier run is then archived)"]
+    assert snapshot(out) == before
 
 
 @pytest.mark.parametrize("damage, words", [
@@ -158,6 +169,7 @@ def test_sigkill_of_the_runner_then_resume_keeps_each_finished_run_once(tmp_path
     run.wait_for(wait_for)
     time.sleep(after_s)
     workers = children(run.p.pid)
+    assert workers or not after_s  # a worker runs when the runner dies
     run.signal(signal.SIGKILL)
     assert all(gone(pid) for pid in workers), "a worker outlived its runner"
     finished = {(d["scenario"], d["impl"]): d for d in results.load_runs(out) if d["status"] == "ok"}

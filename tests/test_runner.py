@@ -305,3 +305,5 @@ def test_the_eta_is_what_the_plan_leaves(tmp_path):
     assert r.clock(15.0)["eta_s"] == 50.0  # a run past its prediction adds nothing of its own
     r.left[0] = 0.0
     assert r.clock(5.0)["eta_s"] == 45.0
+    r.fared = [5.0, 10.0]  # the first run took half its prediction: so will the rest
+    assert r.clock(5.0)["eta_s"] == 20.0  # 10 - 5 s of the second run, then 15 s

@@ -108,7 +108,10 @@ class Evidence:
         """The exponent k of step(T) ~ T^k from the two sizes nearest ``target_t`` in
         the best source that has two, and where they come from; (None, "") if none has."""
         for source in ("here", "model"):
-            ok = {p.time_steps: p for p in self.points.get(key, []) if p.source == source and p.median_s}
+            ok: dict[int, Point] = {}
+            for p in self.points.get(key, []):
+                if p.source == source and p.median_s:
+                    ok.setdefault(p.time_steps, p)  # the newest at each size
             if len(ok) >= 2:
                 a, b = sorted(sorted(ok, key=lambda t: abs(math.log(t / target_t)))[:2])
                 return math.log(ok[b].median_s / ok[a].median_s) / math.log(b / a), f"T={a} and T={b}"
@@ -189,8 +192,7 @@ def predict(evidence: Evidence, s: Scenario, impl: str, steps: int, timeout_s: f
         return Estimate(seconds, "measured here", f"{p.status} here")
     usable = [p for p in here if p.median_s] or [p for p in points if p.median_s]
     k, between = evidence.growth(key, s.time_steps)
-    own = k is not None
-    if not own:
+    if k is None:
         k, other = evidence.impl_growth(impl, s.time_steps)
         between = f"as {impl} on {other}" if k is not None else ""
     if usable:

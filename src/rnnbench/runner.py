@@ -149,6 +149,7 @@ class Runner:
         self.own_load = OwnLoad()
         self.started = time.monotonic()
         self.left: list[float] = []  # predicted seconds of each run of the matrix not yet done (bench)
+        self.fared = [0.0, 0.0]  # seconds the runs done so far took, and were predicted to take
 
     def run(self, scenarios: list[Scenario], impls: list[str], argv: list[str], missing=frozenset()) -> int:
         """Every scenario with every implementation (those of a ``missing`` framework are
@@ -182,7 +183,10 @@ class Runner:
                 else:
                     self.progress(label, phase="starting", run_s=0.0, predicted_s=self.left and self.left[n - 1],
                                   **self.clock(0.0))
+                    t0 = time.monotonic()
                     doc = self.run_one(s, impl)
+                    if self.left:
+                        self.fared = [self.fared[0] + time.monotonic() - t0, self.fared[1] + self.left[n - 1]]
                 if self.left:
                     self.left[n - 1] = 0.0
                 self.on_result(label, doc)
@@ -206,9 +210,14 @@ class Runner:
         return plan.predict(evidence, timed, impl, self.st.warmup + self.st.steps, self.st.timeout_s)
 
     def clock(self, run_s: float) -> dict:
-        """The matrix's elapsed time and ETA, the current run ``run_s`` seconds in."""
+        """The matrix's elapsed time and ETA, the current run ``run_s`` seconds in: what
+        the plan leaves, scaled by how the runs done so far fared against it (the plan
+        may come from another machine)."""
+        if not self.left:
+            return {"matrix_s": time.monotonic() - self.started, "eta_s": None}
+        pace = self.fared[0] / self.fared[1] if self.fared[1] > 0 else 1.0
         current = next((x for x in self.left if x > 0), 0.0)
-        eta = sum(self.left) - current + max(current - run_s, 0.0) if self.left else None
+        eta = pace * (sum(self.left) - current) + max(pace * current - run_s, 0.0)
         return {"matrix_s": time.monotonic() - self.started, "eta_s": eta}
 
     def settings_meta(self) -> dict:
