@@ -4,14 +4,17 @@ settings would repeat, each counted once; a directory it cannot continue is refu
 one line naming what differs, nothing in it moved or overwritten."""
 
 import json
+import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from test_reliability import Run, assert_consistent, no_traceback, snapshot
 
-from rnnbench import results, runner
+from rnnbench import results, runner, sources
 from rnnbench.errors import ResultsError
 from rnnbench.runner import Runner, Settings
 from rnnbench.scenarios import PROFILES, SCENARIOS
@@ -200,3 +203,29 @@ def test_ctrl_c_then_resume_reruns_the_interrupted_run(tmp_path):
     assert [d["status"] for d in docs] == ["ok"] * 4 and meta["state"] == "finished"
     # (file order: gru, lstm-1x320-ce, lstm-4x320bi-ce, -ctc) gru kept; the interrupted run and the rest run now
     assert [d["run_id"] == meta["run_id"] for d in docs] == [False, True, True, True]
+
+
+def test_the_source_hash_follows_the_files_an_implementation_runs(tmp_path, monkeypatch):
+    copy = tmp_path / "rnnbench"
+    for sub in ("impls", "frameworks"):
+        shutil.copytree(sources.PACKAGE / sub, copy / sub, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(sources, "PACKAGE", copy)
+    impls = ("tf-xla", "tf-cell", "torch-nn", "keras-torch", "keras-jax")
+
+    def changed_by(edit):
+        before = {i: sources.source_hash(i) for i in impls}
+        with open(copy / edit, "a") as f:
+            f.write("# edited\n")
+        return [i for i in impls if sources.source_hash(i) != before[i]]
+
+    assert changed_by("impls/tf_common.py") == ["tf-xla", "tf-cell"]  # imported by tf_cell and tf_xla
+    assert changed_by("frameworks/torch_.py") == ["torch-nn", "keras-torch"]  # the runtime keras-torch runs on
+    assert changed_by("impls/base.py") == list(impls)
+
+
+def test_the_source_hash_imports_no_framework():
+    code = ("import sys; from rnnbench.impls import IMPLEMENTATIONS; from rnnbench.sources import source_hash; "
+            "[source_hash(i) for i in IMPLEMENTATIONS]; "
+            "print([m for m in ('torch', 'tensorflow', 'jax', 'keras', 'pytensor') if m in sys.modules])")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.strip() == "[]", p.stderr

@@ -265,7 +265,10 @@ def resumable(out: Path, meta: dict) -> tuple[dict, list[dict]]:
     """The meta.json and run documents of the run in ``out``, if a run with the settings
     of ``meta`` may continue it: same schema, same run-wide settings. Raises ResultsError
     (one line naming what differs) otherwise. Reads only."""
-    old = results.read_json(out / "meta.json") if (out / "meta.json").exists() else None
+    try:
+        old = results.read_json(out / "meta.json")
+    except ResultsError:  # missing, or not JSON
+        old = None
     if not isinstance(old, dict):
         raise ResultsError(f"cannot resume {out}: it has no readable meta.json, so its settings are unknown; "
                            "run without --resume (it is then archived) or choose another --out")
