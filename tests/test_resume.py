@@ -4,6 +4,7 @@ settings would repeat, each counted once; a directory it cannot continue is refu
 one line naming what differs, nothing in it moved or overwritten."""
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -165,16 +166,31 @@ def gone(pid, within_s=5.0):
     return False
 
 
+def test_a_worker_does_not_outlive_a_killed_runner(tmp_path):
+    """An orphan would load the machine while the resumed run measures (a hung worker:
+    until its timeout, 15 min to 24 h)."""
+    run = Run(tmp_path / "out", "hang")
+    run.wait_for("[1/4]")
+    time.sleep(0.5)
+    workers = children(run.p.pid)
+    assert workers
+    try:
+        run.signal(signal.SIGKILL)
+        assert all(gone(pid) for pid in workers), "a worker outlived its runner"
+    finally:
+        for pid in workers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 @pytest.mark.parametrize("wait_for, after_s", [("[3/4]", 0.4), ("[2/4]", 0.0), ("[4/4]", 0.7)])
 def test_sigkill_of_the_runner_then_resume_keeps_each_finished_run_once(tmp_path, wait_for, after_s):
     out = tmp_path / "out"
     run = Run(out, "slow")
     run.wait_for(wait_for)
-    time.sleep(after_s)
-    workers = children(run.p.pid)
-    assert workers or not after_s  # a worker runs when the runner dies
-    run.signal(signal.SIGKILL)
-    assert all(gone(pid) for pid in workers), "a worker outlived its runner"
+    run.signal(signal.SIGKILL, after_s=after_s)
     finished = {(d["scenario"], d["impl"]): d for d in results.load_runs(out) if d["status"] == "ok"}
     assert len(finished) == int(wait_for[1]) - 1
     again = Run(out, "ok", "--resume")
