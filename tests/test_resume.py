@@ -17,6 +17,7 @@ from test_reliability import Run, assert_consistent, no_traceback, snapshot
 
 from rnnbench import results, runner, sources
 from rnnbench.errors import ResultsError
+from rnnbench.impls import framework_available
 from rnnbench.runner import Runner, Settings
 from rnnbench.scenarios import PROFILES, SCENARIOS
 
@@ -245,3 +246,15 @@ def test_the_source_hash_imports_no_framework():
             "print([m for m in ('torch', 'tensorflow', 'jax', 'keras', 'pytensor') if m in sys.modules])")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and p.stdout.strip() == "[]", p.stderr
+
+
+@pytest.mark.skipif(not framework_available("torch"), reason="needs torch")
+def test_a_real_workers_runs_are_kept_by_resume(cli, tmp_path):
+    """The worker records the source hash and versions the runner computes without
+    importing the framework: nothing runs again."""
+    args = ("run", "--profile", "smoke", "-i", "torch-nn", "-s", "gru-1x320-ce", "--no-report", "--out", tmp_path)
+    assert cli(*args).returncode == 0
+    before = snapshot(tmp_path / "runs")
+    again = cli(*args, "--resume")
+    assert again.returncode == 0 and f"resuming {tmp_path}: 1 of 1 runs kept, 0 to run" in again.stderr
+    assert snapshot(tmp_path / "runs") == before

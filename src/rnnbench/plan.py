@@ -175,8 +175,14 @@ def read_model(path: Path = MODEL) -> list[dict]:
 
 
 def other_default(evidence: Evidence) -> float:
-    found = [p.other_s for points in evidence.points.values() for p in points if p.other_s is not None]
-    return sum(found) / len(found) if found else 15.0
+    """The time outside the steps of a run with no evidence of its own: the mean of this
+    machine's runs, else of the model's."""
+    for source in ("here", "model"):
+        found = [p.other_s for points in evidence.points.values() for p in points
+                 if p.source == source and p.other_s is not None]
+        if found:
+            return sum(found) / len(found)
+    return 15.0
 
 
 def predict(evidence: Evidence, s: Scenario, impl: str, steps: int, timeout_s: float) -> Estimate:
