@@ -90,7 +90,7 @@ def test_plan_repeats_a_failure_or_timeout_seen_here(capsys, tmp_path, nothing_r
     assert rows[("gru-1x320-ce", "torch-nn")] == ("2.00 min", "measured here", "timeout here")
 
 
-@pytest.mark.parametrize("seconds, text", [(0, "0 s"), (45, "45.0 s"), (89.9, "89.9 s"), (750, "12.5 min"),
+@pytest.mark.parametrize("seconds, text", [(0, "0 s"), (2.4e-5, "0 s"), (4.29, "4.29 s"), (45, "45.0 s"), (89.9, "89.9 s"), (750, "12.5 min"),
                                            (11520, "3.20 h"), (256608, "2.97 days")])
 def test_durations_carry_their_unit(seconds, text):
     assert plan.duration(seconds) == text

@@ -195,8 +195,9 @@ def cmd_list(args) -> int:
 # -- run / verify ------------------------------------------------------------------------
 class Progress:
     """The live status of a run: one line rewritten in place on a terminal (cut to its
-    width, so that it never wraps), plain lines otherwise: each run's start and any
-    warning. A single line needs no more than carriage returns, so no library is used."""
+    width, so that it never wraps), plain lines otherwise (each run's start); a warning
+    is a line of its own, once per run. A single line needs no more than carriage
+    returns, so no library is used."""
 
     def __init__(self, stream=sys.stderr):
         self.stream, self.tty, self.label, self.warned = stream, stream.isatty(), "", None
@@ -207,9 +208,9 @@ class Progress:
             if not self.tty:
                 print(" ".join(filter(None, (message, status_text(**status)))), file=self.stream, flush=True)
         warning = status.get("warning")
-        if warning and warning != self.warned and not self.tty:
-            print(f"  warning: {warning}", file=self.stream, flush=True)
-        self.warned = warning or self.warned
+        if warning and warning != self.warned:  # a line of its own, kept above the live line
+            self.result(f"  warning: {warning}")
+            self.warned = warning
         if self.tty:
             width = shutil.get_terminal_size((100, 24)).columns - 1
             self.stream.write("\r\033[K" + " ".join(filter(None, (self.label, status_text(**status))))[:width])
@@ -230,7 +231,7 @@ def status_text(phase=None, run_s=None, predicted_s=None, matrix_s=None, eta_s=N
     if predicted_s:
         run = f"{run} of ~{duration(predicted_s)}" if run else f"~{duration(predicted_s)}"
     parts = [phase, run, matrix_s is not None and f"matrix {duration(matrix_s)}",
-             eta_s is not None and f"ETA {duration(eta_s)}", warning and f"\u26a0 {warning}"]
+             eta_s is not None and f"ETA {duration(eta_s)}", warning and "\u26a0 machine busy"]
     return " \u00b7 ".join(p for p in parts if p)
 
 

@@ -76,8 +76,11 @@ def network(s: Scenario | dict) -> tuple:
 
 
 def duration(seconds: float) -> str:
-    """A long time in the unit a person plans with: 45.0 s, 12.5 min, 3.20 h, 2.97 days."""
-    for unit, size, below in (("s", 1, 90), ("min", 60, 90 * 60), ("h", 3600, 48 * 3600)):
+    """A long time in the unit a person plans with: 45.0 s, 12.5 min, 3.20 h, 2.97 days
+    (under 50 ms: 0 s, not 2.37e-05 s)."""
+    if seconds < 90:
+        return f"{fmt.number(seconds if seconds >= 0.05 else 0)} s"
+    for unit, size, below in (("min", 60, 90 * 60), ("h", 3600, 48 * 3600)):
         if seconds < below:
             return f"{fmt.number(seconds / size)} {unit}"
     return f"{fmt.number(seconds / 86400)} days"
