@@ -1,6 +1,7 @@
 """A stand-in for ``rnnbench.worker`` that misbehaves on purpose: ``fake_worker.py MODE JOB``.
 
-It reads the job and writes its result through ``rnnbench.protocol``, as a worker must:
+It reads the job and writes its result through ``rnnbench.protocol``, as a worker must
+(with the framework versions and source hash a real worker records: --resume compares them):
 ``ok`` (and ``env``, ``stray``, ``killparent``, ``nan``, ``slow``) hands back the step
 records its stop rule asks for (``rnnbench.stopping``: warmup + steps, or as many as the
 precision needs), with made-up times: warm-up 0.5 s falling to 0.2 s, measured steps
@@ -16,7 +17,9 @@ import sys
 import time
 
 from rnnbench import stopping
+from rnnbench.impls import IMPLEMENTATIONS, framework_versions
 from rnnbench.protocol import Job, Result, step_record
+from rnnbench.sources import source_hash
 
 # A file size limit set on the runner (to test a full disk) is not this worker's concern.
 resource.setrlimit(resource.RLIMIT_FSIZE, (resource.getrlimit(resource.RLIMIT_FSIZE)[1],) * 2)
@@ -72,7 +75,8 @@ else:
     verify = {"skipped": "a fake worker has no weights"} if job.verify else None
     bench = job.mode == "bench"
     Result(status="ok", reason="", runtime={"device": "cpu", "device_name": "cpu", "threads": 1, "flush_denormal": "on"},
-           versions={"fake": "1.0"}, parameters=42, notes=notes, steps=steps if bench else None,
+           versions=framework_versions(IMPLEMENTATIONS[job.impl].framework), source_sha256=source_hash(job.impl),
+           parameters=42, notes=notes, steps=steps if bench else None,
            loop_s=measure.total_s * 1.001 if bench else None, rule_s=0.0 if bench else None,
            warmup_reason=warmup.reason if bench else None, stop_reason=measure.reason if bench else None,
            peak_rss_mib=10.0, verify=verify).dump(job.result)

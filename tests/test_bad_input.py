@@ -115,6 +115,8 @@ COMMAND_LINE = [
     (["run", "--profile", "smoke", "-s", "*-ctc", "--time-steps", "5"], "use --time-steps 6 or more"),
     (["run", "--time-steps", "1"], "lstm-4x320bi-ctc at 1 time steps"),  # the default selection has CTC
     (["run", "-s", "no-such-net"], "no scenario matches 'no-such-net'"),
+    (["plan", "-s", "no-such-net"], "no scenario matches 'no-such-net'"),  # plan takes run's options
+    (["plan", "--steps", "0"], "argument --steps: expected a whole number >= 1, got 0"),
     (["run", "-s", ""], "no scenario matches ''"),
     (["run", "-i", ""], "no implementation matches ''"),
     (["run", "-i", "mxnet-*"], "no implementation matches 'mxnet-*'"),

@@ -2,16 +2,23 @@
 suite goes on; each run is recorded as it finishes, and the three files agree."""
 
 import csv
+import io
 import json
+import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from rnnbench import results
-from rnnbench.runner import Runner, Settings
+from rnnbench import runner as runner_module
+from rnnbench.cli import Progress, status_text
+from rnnbench.protocol import Job, step_record
+from rnnbench.runner import OwnLoad, Runner, Settings, busy_warning, phase
 from rnnbench.scenarios import PROFILES, SCENARIOS
 
 FAKE = str(Path(__file__).with_name("fake_worker.py"))
@@ -218,3 +225,99 @@ def test_meta_json_is_json_even_with_an_infinite_timeout(tmp_path):
     r.close()
     meta = json.loads((r.out / "meta.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in meta.json"))
     assert meta["timeout_s"] is None and meta["non_finite"] == {"timeout_s": "inf"} and meta["state"] == "finished"
+
+
+# -- what the runner says while it runs, and the load around each run ---------------------
+def test_each_run_records_the_load_average_before_and_after(tmp_path):
+    _, doc = run(tmp_path, "ok")
+    for key in ("load_before", "load_after"):
+        assert len(doc[key]) == 3 and all(isinstance(x, float) and x >= 0 for x in doc[key]), doc[key]
+
+
+def test_a_busy_machine_is_warned_about(monkeypatch):
+    monkeypatch.setattr("rnnbench.machine.usable_cores", lambda: 4)
+    assert busy_warning(1.9, 0.0, 2) is None  # others use less than the 2 cores left free
+    assert busy_warning(2.5, 0.0, 2) == ("machine busy: load 2.5 from other processes (1-min average) > 2 of 4 "
+                                         "cores left free by 2 threads; this run's times may be slow")
+    assert busy_warning(2.5, 1.0, 2) is None  # the runner's own recent workers are not the machine's load
+    assert busy_warning(0.3, 0.0, 4).startswith("machine busy: load 0.3")
+
+
+def test_the_runners_own_share_of_the_load_decays_as_the_kernels_average(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(runner_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    own = OwnLoad()
+    clock[0] = 60.0
+    own.ran(2, 60.0)  # 2 threads for one minute: 2 * (1 - 1/e)
+    assert own.now() == pytest.approx(2 * (1 - math.exp(-1)))
+    clock[0] = 120.0  # a minute later: decayed by 1/e
+    assert own.now() == pytest.approx(2 * (1 - math.exp(-1)) * math.exp(-1))
+
+
+def test_the_phase_is_read_from_the_worker_progress_file(tmp_path):
+    progress = tmp_path / "progress.jsonl"
+    job = Job(mode="bench", warmup=2, steps=3, verify=None, progress=str(progress))
+    seen = [phase(job)]
+    progress.write_text("")
+    seen.append(phase(job))
+    for kind, i in [("warmup", 0), ("measure", 1)]:
+        with open(progress, "a") as f:
+            f.write(json.dumps(step_record(kind, i, 0.1, 1.0)) + "\n")
+        seen.append(phase(job))
+    progress.write_text("".join(json.dumps(step_record("measure", i, 0.1, 1.0)) + "\n" for i in range(5)))
+    seen += [phase(job), phase(Job(mode="bench", warmup=2, steps=3, verify={"x": 1}, progress=str(progress)))]
+    assert seen == ["import, build", "first step (compile)", "warm-up step 1/2", "measure step 2/3",
+                    "finishing", "verify"]
+
+
+def test_the_progress_line_carries_units():
+    assert status_text(phase="measure step 3/8", run_s=12.34, predicted_s=45, matrix_s=750, eta_s=11520) == \
+        "measure step 3/8 \u00b7 run 12.3 s of ~45.0 s \u00b7 matrix 12.5 min \u00b7 ETA 3.20 h"
+    assert status_text(phase="starting", run_s=0.0, matrix_s=0.0, eta_s=None) == "starting \u00b7 run 0 s \u00b7 matrix 0 s"
+    stream = io.StringIO()  # not a terminal: plain lines, each warning once
+    progress = Progress(stream)
+    progress("[1/2] gru-1x320-ce torch-nn", phase="starting", run_s=0.0, predicted_s=45, matrix_s=0.0, eta_s=100)
+    for _ in range(2):
+        progress(None, phase="measure step 1/8", run_s=1.0, warning="machine busy: load 2.0")
+    assert stream.getvalue().splitlines() == [
+        "[1/2] gru-1x320-ce torch-nn starting \u00b7 run 0 s of ~45.0 s \u00b7 matrix 0 s \u00b7 ETA 1.67 min",
+        "  warning: machine busy: load 2.0"]
+
+
+class Recorder:
+    """A progress display that keeps what it is told."""
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, message=None, **status):
+        self.seen.append(status)
+
+    def result(self, line):
+        pass
+
+
+def test_the_runner_reports_phases_and_an_eta_that_falls(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_STEP_S", "0.3")
+    r = make_runner(tmp_path, "slow")
+    r.progress = Recorder()
+    r.run([SCENARIOS["gru-1x320-ce"], SCENARIOS["lstm-1x320-ce"]], ["torch-nn"], ["test"])
+    live = [s for s in r.progress.seen if s.get("phase") not in (None, "starting")]
+    phases = [s["phase"] for s in live]
+    assert all(re.fullmatch(r"import, build|first step \(compile\)|warm-up step 1/1|measure step [1-5]/5|finishing", p)
+               for p in phases), phases
+    assert any(p.startswith("measure step") for p in phases), phases
+    etas = [s["eta_s"] for s in live]
+    assert etas == sorted(etas, reverse=True) and etas[-1] >= 0
+    assert all(s["matrix_s"] >= s["run_s"] >= 0 for s in live)
+
+
+def test_the_eta_is_what_the_plan_leaves(tmp_path):
+    r = make_runner(tmp_path, "ok")
+    r.left = [10.0, 20.0, 30.0]
+    assert r.clock(4.0)["eta_s"] == 56.0  # 6 s left of the first run, then 20 + 30
+    assert r.clock(15.0)["eta_s"] == 50.0  # a run past its prediction adds nothing of its own
+    r.left[0] = 0.0
+    assert r.clock(5.0)["eta_s"] == 45.0
+    r.fared = [5.0, 10.0]  # the first run took half its prediction: so will the rest
+    assert r.clock(5.0)["eta_s"] == 20.0  # 10 - 5 s of the second run, then 15 s

@@ -1,4 +1,4 @@
-"""The ``rnnbench`` command: list | run | verify | report | compare."""
+"""The ``rnnbench`` command: list | run | plan | verify | report | compare."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import importlib
 import importlib.util
 import math
 import os
+import shutil
 import sys
 from pathlib import Path
 
 from . import fmt
 from .errors import ResultsError
 from .impls import FRAMEWORKS, IMPLEMENTATIONS, framework_available
+from .machine import usable_cores
 from .scenarios import DEFAULT_PROFILE, PROFILES, SCENARIOS, SEED_SCENARIOS, apply_profile, select, validate
 
 
@@ -97,14 +99,6 @@ def out_dir(text: str) -> str:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise argparse.ArgumentTypeError(f"cannot write into {parent}: permission denied or read-only")
     return text
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity mask), not all the machine has."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def check_threads(args) -> None:
@@ -208,25 +202,45 @@ def cmd_list(args) -> int:
 
 # -- run / verify ------------------------------------------------------------------------
 class Progress:
-    """One status line, rewritten in place on a terminal; plain lines otherwise."""
+    """The live status of a run: one line rewritten in place on a terminal (cut to its
+    width, so that it never wraps), plain lines otherwise (each run's start); a warning
+    is a line of its own, once per run. A single line needs no more than carriage
+    returns, so no library is used."""
 
     def __init__(self, stream=sys.stderr):
-        self.stream, self.tty, self.label = stream, stream.isatty(), ""
+        self.stream, self.tty, self.label, self.warned = stream, stream.isatty(), "", None
 
-    def __call__(self, message=None, *, elapsed=None, done=None, total=None):
+    def __call__(self, message=None, **status):
         if message is not None:
-            self.label = message
+            self.label, self.warned = message, None
             if not self.tty:
-                print(message, file=self.stream, flush=True)
+                print(" ".join(filter(None, (message, status_text(**status)))), file=self.stream, flush=True)
+        warning = status.get("warning")
+        if warning and warning != self.warned:  # a line of its own, kept above the live line
+            self.result(f"  warning: {warning}")
+            self.warned = warning
         if self.tty:
-            extra = f"  step {done}/{total}  {elapsed:6.1f}s" if elapsed is not None else ""
-            self.stream.write(f"\r\033[K{self.label}{extra}")
+            width = shutil.get_terminal_size((100, 24)).columns - 1
+            self.stream.write("\r\033[K" + " ".join(filter(None, (self.label, status_text(**status))))[:width])
             self.stream.flush()
 
     def result(self, line: str):
         if self.tty:
             self.stream.write("\r\033[K")
         print(line, file=self.stream, flush=True)
+
+
+def status_text(phase=None, run_s=None, predicted_s=None, matrix_s=None, eta_s=None, warning=None) -> str:
+    """The live part of the progress line, every number with its unit:
+    ``measure step 3/8 · run 12.3 s of ~45.0 s · matrix 3.20 min · ETA 1.50 h``."""
+    from .plan import duration
+
+    run = f"run {duration(run_s)}" if run_s is not None else ""
+    if predicted_s:
+        run = f"{run} of ~{duration(predicted_s)}" if run else f"~{duration(predicted_s)}"
+    parts = [phase, run, matrix_s is not None and f"matrix {duration(matrix_s)}",
+             eta_s is not None and f"ETA {duration(eta_s)}", warning and "\u26a0 machine busy"]
+    return " \u00b7 ".join(p for p in parts if p)
 
 
 def result_line(doc: dict) -> str:
@@ -349,13 +363,20 @@ def execute(args, settings) -> tuple[list[dict], int]:
     return docs, stopped
 
 
+def run_settings(args):
+    """The settings of `rnnbench run` (and of its time plan) from its options."""
+    import dataclasses
+
+    return dataclasses.replace(_settings(args, bench=True), resume=args.resume)
+
+
 def cmd_run(args) -> int:
     from .rundir import exit_status, sigterm_interrupts
 
     out = args.out
     with sigterm_interrupts():
         try:
-            docs, stopped = execute(args, _settings(args, bench=True))
+            docs, stopped = execute(args, run_settings(args))
             print(final_table(docs))
             print(f"\nresults: {out}/summary.csv, {out}/results.csv, {out}/runs/")
             if stopped or args.no_report:
@@ -374,6 +395,39 @@ def cmd_run(args) -> int:
             print(f"rnnbench: interrupted; `rnnbench report {out}` writes the report", file=sys.stderr)
             return exit_status(e)
     return 1 if any(d["status"] in ("failed", "timeout") for d in docs) else 0
+
+
+def cmd_plan(args) -> int:
+    """Print every run `rnnbench run` would do with these options, its predicted wall
+    time and the total; run nothing, write nothing."""
+    from collections import Counter
+
+    from . import rundir
+    from .plan import Evidence, duration
+    from .runner import Runner
+
+    st = run_settings(args)
+    scenarios, impls, missing = selection(args)
+    runner, kept = Runner(st), {}
+    if st.resume and rundir.holds_run(st.out):
+        _, docs = rundir.resumable(st.out, runner.settings_meta())
+        kept = runner.kept_runs(docs, scenarios, impls)
+    evidence = Evidence.read(st.out)
+    rows = [(s.name, i, runner.estimate(evidence, s, i, missing, kept)) for s in scenarios for i in impls]
+    print(f"Time plan: {len(rows)} runs, profile {st.profile.name}, {st.warmup} warm-up + {st.steps} measured steps "
+          f"each, {st.threads} threads; predicted wall time per run from runs in {st.out} (measured here), else "
+          f"the cost model shipped with rnnbench (a 2-core machine), else a guess from FLOPs")
+    print(f"{'scenario':18} {'impl':17} {'predicted':>10}  {'basis':26} note")
+    for scenario, impl, e in rows:
+        print(f"{scenario:18} {impl:17} {duration(e.seconds):>10}  {e.basis:26} {e.note}".rstrip())
+    bases = Counter(e.basis.split(",")[0].split(" from")[0] for _, _, e in rows)  # measured here, scaled, model...
+    print(f"total: {duration(sum(e.seconds for _, _, e in rows))} for {len(rows)} runs ("
+          + ", ".join(f"{n} {kind}" for kind, n in bases.items()) + ")")
+    flagged = sum(e.superlinear for _, _, e in rows)
+    if flagged:
+        print(f"{flagged} row(s) grow faster than linearly with the time steps: a ranking at another T "
+              "does not carry over to them")
+    return 0
 
 
 def cmd_verify(args) -> int:
@@ -474,7 +528,18 @@ def build_parser() -> Parser:
     run.add_argument("--no-verify", dest="verify", action="store_false",
                      help="skip the one-step check against the float64 reference")
     run.add_argument("--no-report", action="store_true", help="do not write report.md, report.html and plots")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the run in --out: keep its finished runs done with the same settings, sizes, "
+                          "framework versions and source, run the rest (nothing is archived)")
     run.set_defaults(func=cmd_run, needs=("numpy",))
+
+    plan = sub.add_parser("plan", parents=[run], add_help=False,
+                          help="print every run `rnnbench run` would do with the same options, its predicted wall "
+                               "time and the total; runs nothing",
+                          description="The time plan of `rnnbench run` with the same options: each run's predicted "
+                                      "wall time, from earlier runs in --out, else a cost model shipped with "
+                                      "rnnbench, else a guess; and the total. Runs nothing, writes nothing.")
+    plan.set_defaults(func=cmd_plan, needs=())
 
     ver = sub.add_parser("verify", help="check one training step of each implementation against the float64 reference",
                          description="Run one training step at the smoke size in each implementation's own worker and "

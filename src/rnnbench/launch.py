@@ -5,12 +5,16 @@ the same handle (``pid``, ``wait(timeout)``, ``kill()``), after asv's ``Spawner`
 
 Every worker runs in its own session and process group: killing the group also stops
 what the worker started (compile worker pools), and a Ctrl-C in the terminal reaches
-the runner only, which then stops the worker itself. Its environment sets the same
+the runner only, which then stops the worker itself. A spawned worker (and a fork
+server) is also killed by the kernel when the runner dies, however it dies (SIGKILL
+included: ``die_with``), so that no orphan keeps loading the machine while the next run,
+a resumed one, measures. Its environment sets the same
 thread count for every library (``thread_env``) and where compile caches go (``cache_env``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import select
@@ -24,6 +28,19 @@ from .frameworks import FRAMEWORKS
 
 KILL_GRACE_S = 5.0
 FORK_SERVER_START_S = 300.0
+PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def die_with(parent: int):
+    """What a new child runs before its program (``preexec_fn``): ask for SIGKILL when
+    its parent ``parent`` ends, or end now if it already has (Linux; elsewhere nothing)."""
+    def arm() -> None:
+        if _LIBC is not None:
+            _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != parent:
+                os.kill(os.getpid(), signal.SIGKILL)
+    return arm
 
 
 def thread_env(threads: int) -> dict[str, str]:
@@ -100,7 +117,8 @@ class Spawner:
     def start(self, argv: list[str], log: Path, env: dict[str, str]) -> Process:
         with open(log, "w") as out:
             return Spawned(subprocess.Popen([sys.executable, *argv], stdout=out, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, env=env, start_new_session=True))
+                                            stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                                            preexec_fn=die_with(os.getpid())))
 
     def close(self) -> None:
         pass
@@ -113,7 +131,7 @@ class ForkServer:
     def __init__(self, modules: tuple[str, ...], env: dict[str, str]):
         self.proc = subprocess.Popen([sys.executable, "-m", "rnnbench.forkserver", *modules],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     env=env, start_new_session=True)
+                                     env=env, start_new_session=True, preexec_fn=die_with(os.getpid()))
         self._buf = b""
         self.broken = False
         try:

@@ -32,3 +32,11 @@ def git_revision() -> dict:
     except (OSError, subprocess.TimeoutExpired):
         pass
     return {"revision": "unknown", "dirty": None}
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask), not all the machine has."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1

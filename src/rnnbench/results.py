@@ -5,11 +5,14 @@ A results directory holds:
 * ``meta.json``: the invocation (schema ``rnnbench.meta/1``): run id, profile, machine,
   git revision, thread and denormal settings, the GEMM rate, the selection, and how far
   the run got: ``state`` "running", "finished" or "interrupted" (then ``stopped_by``: Ctrl-C,
-  SIGTERM, a write error, or a runner that died), with ``started`` and ``finished`` times.
+  SIGTERM, a write error, or a runner that died), with ``started`` and ``finished`` times;
+  ``resumed_from``: the run ids of the runs it continues (``rnnbench run --resume``).
 * ``runs/<scenario>__<impl>.json``: one document per (scenario, implementation) run
   (schema ``rnnbench.run/3``) with every field of its summary row, the raw steps
-  (``step_log``: phase, step, runtime_s, loss) and the
-  worker's metadata (versions, runtime settings, source hash, verification errors).
+  (``step_log``: phase, step, runtime_s, loss), the worker's metadata (versions, runtime
+  settings, source hash, verification errors) and the machine's 1-, 5- and 15-minute
+  load averages before and after the run (``load_before``, ``load_after``). A resumed run
+  keeps the documents of the runs it does not repeat: they keep their own run id.
 * ``results.csv``: long format, one row per step (warm-up and measured).
 * ``summary.csv``: one row per (scenario, implementation).
 * ``logs/<scenario>__<impl>.log``: the worker's stderr.
@@ -164,14 +167,14 @@ def write_exports(out: Path, docs: list[dict]) -> None:
     _commit(staged)
 
 
-def record(out: Path, doc: dict, docs: list[dict]) -> None:
+def record(out: Path, doc: dict, docs: list[dict], replaced: dict | None = None) -> None:
     """Write one run's document ``doc`` to runs/ and regenerate summary.csv and results.csv
-    from ``docs`` (every recorded document, ``doc`` last), so that the three always agree:
-    all three are written to temp files first, then moved into place. On a write error
-    nothing changes (if a move fails, the new document is taken back and the exports
-    rewritten without it) and RecordError says what could not be written."""
+    from ``docs`` (every recorded document, ``doc`` among them), so that the three always
+    agree: all three are written to temp files first, then moved into place. ``replaced``:
+    the document of the same run that ``doc`` replaces (a run done again), if any. On a
+    write error nothing changes (if a move fails, the earlier document is put back and the
+    exports rewritten without the new one) and RecordError says what could not be written."""
     path = run_path(out, doc["scenario"], doc["impl"])
-    existed = path.exists()
     staged = []
     try:
         for target, write in [(path, _json_writer(doc)), *_exports(out, docs)]:
@@ -183,10 +186,12 @@ def record(out: Path, doc: dict, docs: list[dict]) -> None:
     try:
         _commit(staged)
     except OSError as e:
-        if not existed:
-            _remove(path)
         try:
-            write_exports(out, docs[:-1])
+            if replaced is None:
+                _remove(path)
+            else:
+                write_json(path, replaced)
+            write_exports(out, [replaced if d is doc else d for d in docs if d is not doc or replaced is not None])
         except OSError:
             pass
         raise RecordError(f"cannot record {path}: {e.strerror or e}") from None
@@ -198,18 +203,22 @@ def remove_temp_files(directory: Path) -> None:
         _remove(tmp)
 
 
-def rebuild_exports(out: Path, order: tuple[list, list] = ((), ())) -> None:
-    """Regenerate summary.csv and results.csv from runs/ (after a runner died between
-    writing a record and its exports); ``order``: scenarios and implementations, in the
-    order the run planned them (others follow by name)."""
-    scenarios, impls = (list(x) for x in order)
-
+def in_order(docs: list[dict], scenarios: list, impls: list) -> list[dict]:
+    """Run documents in the order a run planned them: by ``scenarios``, then ``impls``;
+    others follow by name."""
     def key(doc):
         s, i = doc.get("scenario"), doc.get("impl")
         return (scenarios.index(s) if s in scenarios else len(scenarios), impls.index(i) if i in impls else len(impls),
                 str(s), str(i))
 
-    write_exports(Path(out), sorted(load_runs(out), key=key))
+    return sorted(docs, key=key)
+
+
+def rebuild_exports(out: Path, order: tuple[list, list] = ((), ())) -> None:
+    """Regenerate summary.csv and results.csv from runs/ (after a runner died between
+    writing a record and its exports); ``order``: scenarios and implementations, in the
+    order the run planned them (others follow by name)."""
+    write_exports(Path(out), in_order(load_runs(out), *(list(x) for x in order)))
 
 
 def load_runs(out: Path) -> list[dict]:

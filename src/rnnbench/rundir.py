@@ -11,6 +11,11 @@
   run killed before it finished (meta.json missing, or still "running") is archived too,
   its temp files dropped, its exports rebuilt from runs/ and its meta.json marked
   "interrupted". A directory holding other files than a run's is refused, not archived.
+* Resume (``reopen``): a run may instead continue the run in ``D``, if that was run with
+  the same run-wide settings (``RESUME_KEYS``) and schema: nothing is archived, the
+  finished runs are kept, and the runner decides which to run again (``set_aside`` moves
+  finished runs that no longer match, e.g. after the source changed, to an archive
+  directory of their own). Anything else is refused with one line, nothing moved.
 * Signals: SIGTERM ends a run as Ctrl-C does (``sigterm_interrupts``), and both wait while
   files that belong together change (``deferred_signals``).
 """
@@ -27,13 +32,16 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import results
+from . import results, schema
 from .errors import ResultsError
 
 LOCK_NAME = "rnnbench.lock"
 ARCHIVE = "archive"
 # Names a run writes: a directory holding one of them holds a run (and is archived).
 RUN_FILES = ("meta.json", "runs", "logs", "summary.csv", "results.csv")
+# meta.json's run-wide settings: a run resumes another only if they are all the same.
+RESUME_KEYS = ("mode", "profile", "threads", "flush_denormal", "device", "warmup", "steps", "stop", "time_steps",
+               "verify")
 
 
 @contextmanager
@@ -213,6 +221,18 @@ def archive_previous(out: Path) -> Path | None:
     if not any(p.name in RUN_FILES for p in entries):
         raise ResultsError(f"--out {out} holds files that are not rnnbench results ({entries[0].name}); "
                            "choose an empty or new directory")
+    dest = _new_archive(out, entries)
+    try:
+        for p in entries:
+            os.rename(p, dest / p.name)
+    except OSError as e:
+        raise ResultsError(f"cannot archive the previous run in {out} to {dest}: {e.strerror or e}") from None
+    _repair(dest)
+    return dest
+
+
+def _new_archive(out: Path, entries: list[Path]) -> Path:
+    """A new, empty ``out/archive/<time>-<n>/``, time being when ``entries`` last changed."""
     newest = max(p.lstat().st_mtime for p in entries)
     stamp = dt.datetime.fromtimestamp(newest).strftime("%Y%m%d-%H%M%S")
     n = 1
@@ -220,17 +240,87 @@ def archive_previous(out: Path) -> Path | None:
         dest = out / ARCHIVE / f"{stamp}-{n}"
         try:
             dest.mkdir(parents=True)
-            break
+            return dest
         except FileExistsError:
             n += 1
         except OSError as e:
             raise ResultsError(f"cannot archive the previous run in {out}: {e.strerror or e}") from None
+
+
+def settings_difference(old: dict, new: dict) -> str | None:
+    """What differs between two runs' run-wide settings (``RESUME_KEYS`` of their
+    meta.json), as ``name earlier -> now``, or None."""
+    def show(meta, key):
+        return json.dumps(meta[key]) if key in meta else "(not recorded)"
+
+    changed = [f"{k} {show(old, k)} -> {show(new, k)}" for k in RESUME_KEYS if old.get(k, ...) != new.get(k)]
+    return ", ".join(changed) or None
+
+
+def holds_run(out: Path) -> bool:
+    """Whether ``out`` holds a run's files (one to resume or to archive)."""
+    return out.is_dir() and any((out / name).exists() for name in RUN_FILES)
+
+
+def resumable(out: Path, meta: dict) -> tuple[dict, list[dict]]:
+    """The meta.json and run documents of the run in ``out``, if a run with the settings
+    of ``meta`` may continue it: same schema, same run-wide settings. Raises ResultsError
+    (one line naming what differs) otherwise. Reads only."""
     try:
-        for p in entries:
-            os.rename(p, dest / p.name)
+        old = results.read_json(out / "meta.json")
+    except ResultsError:  # missing, or not JSON
+        old = None
+    if not isinstance(old, dict):
+        raise ResultsError(f"cannot resume {out}: it has no readable meta.json, so its settings are unknown; "
+                           "run without --resume (it is then archived) or choose another --out")
+    wrong = schema.version_problem(old, results.META_SCHEMA)
+    if wrong:
+        raise ResultsError(f"cannot resume {out}: meta.json: field 'schema': {wrong}; "
+                           "run without --resume (it is then archived) or choose another --out")
+    changed = settings_difference(old, meta)
+    if changed:
+        raise ResultsError(f"cannot resume {out}: its settings differ ({changed}); repeat them, or run "
+                           "without --resume (the earlier run is then archived)")
+    try:
+        return old, results.load_runs(out)
+    except ResultsError as e:
+        raise ResultsError(f"cannot resume {out}: {e}") from None
+
+
+def reopen(out: Path, argv: list[str], meta: dict) -> tuple["Lock", dict, list[dict], list[str]]:
+    """Take ``out`` to continue the run in it (``--resume``) with the settings of
+    ``meta``: lock it, then check it (``resumable``). Returns the lock, the earlier
+    meta.json and run documents, and notices to show; the caller writes. Raises
+    ResultsError, the lock released and nothing moved or overwritten, if it cannot."""
+    lock = Lock(out)
+    notice = lock.acquire(argv)
+    try:
+        old, docs = resumable(out, meta)
+    except BaseException:
+        lock.release()
+        raise
+    return lock, old, docs, [f"rnnbench: note: {notice}"] if notice else []
+
+
+def set_aside(out: Path, meta: dict, docs: list[dict]) -> Path:
+    """Move the run documents ``docs`` (and their logs) of the run in ``out``, whose
+    meta.json was ``meta``, to a new ``out/archive/<time>-<n>/``: a results directory
+    of its own (with that meta.json and exports), which `rnnbench report` and `compare`
+    read. Returns it."""
+    paths = [results.run_path(out, d["scenario"], d["impl"]) for d in docs]
+    dest = _new_archive(out, paths)
+    try:
+        for sub in ("runs", "logs"):
+            (dest / sub).mkdir()
+        for doc, path in zip(docs, paths):
+            os.rename(path, dest / "runs" / path.name)
+            log = out / "logs" / f"{doc['scenario']}__{doc['impl']}.log"
+            if log.exists():
+                os.rename(log, dest / "logs" / log.name)
+        results.write_json(dest / "meta.json", meta)
+        results.write_exports(dest, docs)
     except OSError as e:
-        raise ResultsError(f"cannot archive the previous run in {out} to {dest}: {e.strerror or e}") from None
-    _repair(dest)
+        raise results.RecordError(f"cannot move superseded runs of {out} to {dest}: {e.strerror or e}") from None
     return dest
 
 

@@ -14,9 +14,7 @@ is precise enough), asked between steps. Statistics and checks are the runner's 
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import inspect
 import json
 import os
 import resource
@@ -28,22 +26,6 @@ from . import stopping
 from .protocol import Job, Result, step_record
 
 PROGRESS_EVERY_S = 1.0
-
-
-def _source_hash(module) -> str:
-    """Hash of the implementation's source and of every rnnbench.impls module it uses,
-    directly or through another one."""
-    seen, todo = {}, [module]
-    while todo:
-        mod = todo.pop()
-        if mod is None or mod.__name__ in seen or not mod.__name__.startswith("rnnbench.impls"):
-            continue
-        seen[mod.__name__] = mod
-        todo += [inspect.getmodule(obj) for obj in vars(mod).values()]
-    h = hashlib.sha256()
-    for name in sorted(seen):
-        h.update(inspect.getsource(seen[name]).encode())
-    return h.hexdigest()[:16]
 
 
 def _timed_steps(step, rule, phase: str, progress) -> tuple[list[dict], float, float]:
@@ -74,6 +56,7 @@ def run(job: Job) -> Result:
     from .impls import IMPLEMENTATIONS, framework_versions
     from .impls.base import Config, Unsupported
     from .scenarios import Scenario
+    from .sources import source_hash
 
     impl = IMPLEMENTATIONS[job.impl]
     out = Result(status="ok", reason="")
@@ -84,7 +67,7 @@ def run(job: Job) -> Result:
     module_name, func = impl.target.split(":")
     module = importlib.import_module(module_name)
     build = getattr(module, func)
-    out.source_sha256 = _source_hash(module)
+    out.source_sha256 = source_hash(job.impl)  # what --resume compares (rnnbench.sources)
     out.import_s = time.perf_counter() - t_start
 
     def config(s: Scenario, **hyper) -> Config:

@@ -1,0 +1,134 @@
+"""``rnnbench plan``: every run of the matrix with its predicted wall time and the total,
+before anything runs, from earlier runs in --out, else the shipped cost model, else a
+guess; rows that grow faster than linearly in T are flagged. It runs nothing."""
+
+import json
+import re
+import subprocess
+
+import pytest
+
+from rnnbench import cli, plan, results
+from rnnbench.impls import IMPLEMENTATIONS
+from rnnbench.scenarios import SEED_SCENARIOS
+
+
+@pytest.fixture
+def nothing_runs(monkeypatch):
+    """Starting any process (a worker, a fork server, the GEMM probe) fails the test."""
+    def no_process(*args, **kwargs):
+        raise AssertionError(f"plan started a process: {args}")
+
+    monkeypatch.setattr(subprocess, "Popen", no_process)
+    monkeypatch.setattr("rnnbench.launch.Launcher.start", no_process)
+
+
+def plan_of(capsys, *args):
+    code = cli.main(["plan", *map(str, args)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    rows = {}
+    for line in out.splitlines()[2:]:
+        m = re.match(r"(\S+)\s+(\S+)\s+([\d.,]+ (?:s|min|h|days))\s+(\S.*?)(?:\s{2,}(.*))?$", line)
+        if m and not line.startswith("total"):
+            rows[(m[1], m[2])] = (m[3], m[4], m[5] or "")
+    return out, rows
+
+
+def test_plan_of_the_seed_profile_says_days_and_runs_nothing(capsys, tmp_path, nothing_runs):
+    out, rows = plan_of(capsys, "--profile", "seed", "--out", tmp_path / "never")
+    assert set(rows) == {(s, i) for s in SEED_SCENARIOS for i in IMPLEMENTATIONS}
+    total = re.search(r"^total: ([\d.,]+) days for 68 runs \(", out, re.M)
+    assert total and float(total[1]) > 2, out  # the seed's matrix is days on a 2-core machine
+    assert rows[("gru-1x320-ce", "torch-nn")][1] == "model, scaled from T=100"
+    assert rows[("lstm-1x320-ce", "tf-xla")][1:] == ("model, T=1000", "grows like T^1.95 (T=100 and T=1000)")
+    assert "grows like T^" in rows[("lstm-4x320bi-ce", "keras-torch")][2]  # as measured on another network
+    assert "T^" not in rows[("lstm-4x320bi-ce", "torch-nn")][2]
+    assert not (tmp_path / "never").exists()
+
+
+def test_plan_of_the_quick_profile_is_near_the_measured_run(capsys, tmp_path, nothing_runs):
+    """The model's own run (docs/latest: 64 runs in 36 min): the plan of the same matrix."""
+    out, rows = plan_of(capsys, "--out", tmp_path)
+    total = re.search(r"^total: ([\d.]+) min", out, re.M)
+    assert total and 30 < float(total[1]) < 45, out
+    assert rows[("gru-1x320-ce", "torch-packed")][1] == "guess"  # not in the model
+
+
+def write_run(directory, time_steps, median_s, status="ok", wall_s=5.0):
+    """A run document of gru-1x320-ce with torch-nn at the smoke sizes but for T."""
+    steps = [2.0 + median_s] + [median_s] * 3 if median_s else []
+    doc = {"schema": results.RUN_SCHEMA, "run_id": "earlier", "scenario": "gru-1x320-ce", "impl": "torch-nn",
+           "status": status, "batch": 4, "time_steps": time_steps, "features": 8, "hidden": 8,
+           "median_s": median_s, "first_step_s": steps[0] if steps else None, "wall_s": wall_s,
+           "step_log": [{"phase": "measure", "step": i, "runtime_s": s, "loss": 1.0} for i, s in enumerate(steps)]}
+    (directory / "runs").mkdir(parents=True, exist_ok=True)
+    (directory / "runs" / "gru-1x320-ce__torch-nn.json").write_text(json.dumps(doc))
+
+
+def test_plan_from_runs_in_out_measured_or_scaled(capsys, tmp_path, nothing_runs):
+    write_run(tmp_path, 12, 0.01)  # wall 5 s: 2.96 s outside the steps, a 2 s compile, 4 steps of 10 ms
+    args = ("--profile", "smoke", "-s", "gru-1x320-ce", "-i", "torch-nn", "--out", tmp_path)
+    _, rows = plan_of(capsys, *args)
+    assert rows[("gru-1x320-ce", "torch-nn")] == ("5.00 s", "measured here", "")
+    _, rows = plan_of(capsys, *args, "--time-steps", 24, "--steps", 13)  # 14 steps of 20 ms
+    assert rows[("gru-1x320-ce", "torch-nn")] == ("5.24 s", "scaled from T=12", "")
+
+
+def test_plan_flags_a_row_that_grows_faster_than_linearly(capsys, tmp_path, nothing_runs):
+    write_run(tmp_path, 12, 0.01)
+    write_run(tmp_path / "archive" / "20260101-000000-1", 6, 0.0025)  # 2x T, 4x the step: T^2
+    _, rows = plan_of(capsys, "--profile", "smoke", "-s", "gru-1x320-ce", "-i", "torch-nn", "--out", tmp_path,
+                      "--time-steps", 24)
+    assert rows[("gru-1x320-ce", "torch-nn")] == ("5.12 s", "scaled from T=12", "grows like T^2.00 (T=6 and T=12)")
+
+
+def test_plan_repeats_a_failure_or_timeout_seen_here(capsys, tmp_path, nothing_runs):
+    write_run(tmp_path, 12, None, status="timeout", wall_s=None)
+    _, rows = plan_of(capsys, "--profile", "smoke", "-s", "gru-1x320-ce", "-i", "torch-nn", "--out", tmp_path,
+                      "--timeout", 120)
+    assert rows[("gru-1x320-ce", "torch-nn")] == ("2.00 min", "measured here", "timeout here")
+
+
+@pytest.mark.parametrize("seconds, text", [(0, "0 s"), (2.4e-5, "0 s"), (4.29, "4.29 s"), (45, "45.0 s"), (89.9, "89.9 s"), (750, "12.5 min"),
+                                           (11520, "3.20 h"), (256608, "2.97 days")])
+def test_durations_carry_their_unit(seconds, text):
+    assert plan.duration(seconds) == text
+
+
+def test_plan_with_resume_counts_only_what_would_run(capsys, tmp_path, monkeypatch):
+    from test_resume import matrix
+
+    monkeypatch.setattr("rnnbench.gemm.in_subprocess", lambda threads, env: {"gflops": 100.0, "threads": threads})
+    out = tmp_path / "out"
+    matrix(out, modes=["ok", "crash", "ok", "ok"])  # gru x (torch-nn, jax-scan), then lstm-1x320-ce x the same
+    monkeypatch.setattr("rnnbench.launch.Launcher.start", lambda *a: pytest.fail("plan started a worker"))
+    args = ["--profile", "smoke", "-s", "gru-1x320-ce", "-s", "lstm-1x320-ce", "-i", "torch-nn", "-i", "jax-scan",
+            "--warmup", "1", "--steps", "3", "--no-verify", "--out", out, "--resume"]
+    text, rows = plan_of(capsys, *args, "--threads", 1)
+    assert {k: v[1:] for k, v in rows.items()} == {
+        ("gru-1x320-ce", "torch-nn"): ("kept", ""), ("gru-1x320-ce", "jax-scan"): ("measured here", "failed here"),
+        ("lstm-1x320-ce", "torch-nn"): ("kept", ""), ("lstm-1x320-ce", "jax-scan"): ("kept", "")}
+    assert rows[("gru-1x320-ce", "torch-nn")][0] == "0 s"
+    code = cli.main(["plan", *map(str, args), "--threads", "2"])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2 and err == [f"rnnbench: error: cannot resume {out}: its settings differ (threads 1 -> 2); "
+                                 "repeat them, or run without --resume (the earlier run is then archived)"]
+
+
+def test_plan_has_help_with_runs_options(cli):
+    p = cli("plan", "--help")
+    assert p.returncode == 0 and "usage: rnnbench plan" in p.stdout and "--time-steps" in p.stdout
+
+
+def test_plan_of_the_full_profile_is_bounded_by_its_time_budget(capsys, tmp_path, nothing_runs):
+    """Precision stopping: at most max-time of measured steps per run (at least its
+    minimum count), so `full` is hours where `seed` (500 steps each) is days."""
+    def total_hours(*args):
+        out, _ = plan_of(capsys, *args, "--out", tmp_path / "never")
+        number, unit = re.search(r"^total: ([\d.,]+) (\w+) for", out, re.M).groups()
+        return float(number.replace(",", "")) * {"days": 24, "h": 1, "hours": 1, "min": 1 / 60}[unit]
+
+    full, seed = total_hours("--profile", "full"), total_hours("--profile", "seed")
+    assert full < seed / 3, (full, seed)
+    assert full <= 68 * (2 * 3600 + 600) / 3600  # no run past its timeout + budget
