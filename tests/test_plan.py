@@ -48,11 +48,13 @@ def test_plan_of_the_seed_profile_says_days_and_runs_nothing(capsys, tmp_path, n
 
 
 def test_plan_of_the_quick_profile_is_near_the_measured_run(capsys, tmp_path, nothing_runs):
-    """The model's own run (docs/latest: 64 runs in 36 min): the plan of the same matrix."""
+    """The model's own run (docs/latest: 68 runs in 29.5 min, meta.json's started to
+    finished): the plan of the same matrix. In-sample: it checks the model is built and
+    read back consistently, not how well it predicts another machine."""
     out, rows = plan_of(capsys, "--out", tmp_path)
     total = re.search(r"^total: ([\d.]+) min", out, re.M)
-    assert total and 30 < float(total[1]) < 45, out
-    assert rows[("gru-1x320-ce", "torch-packed")][1] == "guess"  # not in the model
+    assert total and 25 < float(total[1]) < 35, out
+    assert rows[("gru-1x320-ce", "torch-packed")][1:] == ("model", "skipped there")
 
 
 def write_run(directory, time_steps, median_s, status="ok", wall_s=5.0):
