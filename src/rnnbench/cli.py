@@ -259,7 +259,7 @@ def result_line(doc: dict) -> str:
 
 def final_table(docs: list[dict]) -> str:
     head = (f"{'scenario':18} {'impl':17} {'status':8} {'median':>9} {'95% CI':>17} {'GFLOP/s':>8} "
-            f"{'eff':>7} {'RSS MB':>7} {'checks':8} verified")
+            f"{'eff':>7} {'RSS MiB':>7} {'checks':8} verified")
     lines = [head, "-" * len(head)]
     for d in docs:
         if d["status"] == "ok":
