@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from test_reliability import Run, assert_consistent, no_traceback, snapshot
 
-from rnnbench import results, runner, sources
+from rnnbench import results, resume, runner, sources
 from rnnbench.errors import ResultsError
 from rnnbench.impls import framework_available
 from rnnbench.runner import Runner, Settings
@@ -58,8 +58,8 @@ def test_resume_keeps_matching_runs_and_reruns_failed_and_changed_ones(tmp_path,
     before = by_run(results.load_runs(out))
     assert [d["status"] for d in first.docs] == ["ok", "failed", "ok", "ok"]
 
-    real = runner.source_hash  # jax-scan's source changes; torch-nn's does not
-    monkeypatch.setattr(runner, "source_hash", lambda impl: real(impl) + ("-edited" if impl == "jax-scan" else ""))
+    real = resume.source_hash  # jax-scan's source changes; torch-nn's does not
+    monkeypatch.setattr(resume, "source_hash", lambda impl: real(impl) + ("-edited" if impl == "jax-scan" else ""))
     again, labels = matrix(out, resume=True)
     meta, docs = assert_consistent(out)
     now = by_run(docs)

@@ -15,10 +15,11 @@ from types import SimpleNamespace
 import pytest
 
 from rnnbench import results
-from rnnbench import runner as runner_module
+from rnnbench import watch
 from rnnbench.cli import Progress, status_text
 from rnnbench.protocol import Job, step_record
-from rnnbench.runner import OwnLoad, Runner, Settings, busy_warning, phase
+from rnnbench.runner import Runner, Settings
+from rnnbench.watch import OwnLoad, busy_warning, phase
 from rnnbench.scenarios import PROFILES, SCENARIOS
 
 FAKE = str(Path(__file__).with_name("fake_worker.py"))
@@ -245,7 +246,7 @@ def test_a_busy_machine_is_warned_about(monkeypatch):
 
 def test_the_runners_own_share_of_the_load_decays_as_the_kernels_average(monkeypatch):
     clock = [0.0]
-    monkeypatch.setattr(runner_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(watch, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     own = OwnLoad()
     clock[0] = 60.0
     own.ran(2, 60.0)  # 2 threads for one minute: 2 * (1 - 1/e)
@@ -314,10 +315,10 @@ def test_the_runner_reports_phases_and_an_eta_that_falls(tmp_path, monkeypatch):
 
 def test_the_eta_is_what_the_plan_leaves(tmp_path):
     r = make_runner(tmp_path, "ok")
-    r.left = [10.0, 20.0, 30.0]
-    assert r.clock(4.0)["eta_s"] == 56.0  # 6 s left of the first run, then 20 + 30
-    assert r.clock(15.0)["eta_s"] == 50.0  # a run past its prediction adds nothing of its own
-    r.left[0] = 0.0
-    assert r.clock(5.0)["eta_s"] == 45.0
-    r.fared = [5.0, 10.0]  # the first run took half its prediction: so will the rest
-    assert r.clock(5.0)["eta_s"] == 20.0  # 10 - 5 s of the second run, then 15 s
+    r.eta.left = [10.0, 20.0, 30.0]
+    assert r.eta.clock(4.0)["eta_s"] == 56.0  # 6 s left of the first run, then 20 + 30
+    assert r.eta.clock(15.0)["eta_s"] == 50.0  # a run past its prediction adds nothing of its own
+    r.eta.done(0)
+    assert r.eta.clock(5.0)["eta_s"] == 45.0
+    r.eta.fared = [5.0, 10.0]  # the first run took half its prediction: so will the rest
+    assert r.eta.clock(5.0)["eta_s"] == 20.0  # 10 - 5 s of the second run, then 15 s

@@ -403,7 +403,8 @@ def cmd_plan(args) -> int:
     from collections import Counter
 
     from . import rundir
-    from .plan import Evidence, duration
+    from .plan import Evidence, duration, estimate
+    from .resume import kept_runs
     from .runner import Runner
 
     st = run_settings(args)
@@ -411,9 +412,9 @@ def cmd_plan(args) -> int:
     runner, kept = Runner(st), {}
     if st.resume and rundir.holds_run(st.out):
         _, docs = rundir.resumable(st.out, runner.settings_meta())
-        kept = runner.kept_runs(docs, scenarios, impls)
+        kept = kept_runs(docs, runner.planned(scenarios, impls))
     evidence = Evidence.read(st.out)
-    rows = [(s.name, i, runner.estimate(evidence, s, i, missing, kept)) for s in scenarios for i in impls]
+    rows = [(s.name, i, estimate(st, evidence, s, i, missing, kept)) for s in scenarios for i in impls]
     print(f"Time plan: {len(rows)} runs, profile {st.profile.name}, {st.warmup} warm-up + {st.steps} measured steps "
           f"each, {st.threads} threads; predicted wall time per run from runs in {st.out} (measured here), else "
           f"the cost model shipped with rnnbench (a 2-core machine), else a guess from FLOPs")

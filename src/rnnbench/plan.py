@@ -26,13 +26,15 @@ from __future__ import annotations
 
 import csv
 import math
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import fmt, results
 from .errors import ResultsError
 from .flops import train_flops
-from .scenarios import Scenario
+from .impls import IMPLEMENTATIONS
+from .scenarios import Scenario, apply_profile
 
 MODEL = Path(__file__).with_name("costs.csv")
 MODEL_COLUMNS = ("scenario", "impl", "status", "batch", "time_steps", "features", "hidden",
@@ -264,3 +266,45 @@ if __name__ == "__main__":  # python -m rnnbench.plan docs/latest: rewrite costs
 
     build_model(Path(sys.argv[1]))
     print(MODEL)
+
+
+def estimate(settings, evidence: Evidence, s: Scenario, impl: str, missing=frozenset(), kept=()) -> Estimate:
+    """The prediction for one run of a matrix run with ``settings`` (runner.Settings)."""
+    if (s.name, impl) in kept:
+        return Estimate(0.0, "kept")
+    if IMPLEMENTATIONS[impl].framework in missing:
+        return Estimate(0.0, "not installed")
+    timed = apply_profile(s, settings.profile, settings.time_steps)
+    return predict(evidence, timed, impl, settings.warmup + settings.steps, settings.timeout_s,
+                   stop=settings.stop, warmup=settings.warmup)
+
+
+class Eta:
+    """The matrix's elapsed time and ETA: what the plan leaves (``left``: the predicted
+    seconds of each run not yet done), scaled by how the runs done so far fared against
+    their predictions (the plan may come from another machine)."""
+
+    def __init__(self):
+        self.started = time.monotonic()
+        self.left: list[float] = []
+        self.fared = [0.0, 0.0]  # seconds the runs done so far took, and were predicted to take
+
+    def predicted(self, n: int) -> float | None:
+        return self.left[n] if self.left else None
+
+    def took(self, n: int, seconds: float) -> None:
+        if self.left:
+            self.fared = [self.fared[0] + seconds, self.fared[1] + self.left[n]]
+
+    def done(self, n: int) -> None:
+        if self.left:
+            self.left[n] = 0.0
+
+    def clock(self, run_s: float) -> dict:
+        """Elapsed and ETA seconds, the current run ``run_s`` seconds in."""
+        if not self.left:
+            return {"matrix_s": time.monotonic() - self.started, "eta_s": None}
+        pace = self.fared[0] / self.fared[1] if self.fared[1] > 0 else 1.0
+        current = next((x for x in self.left if x > 0), 0.0)
+        eta = pace * (sum(self.left) - current) + max(pace * current - run_s, 0.0)
+        return {"matrix_s": time.monotonic() - self.started, "eta_s": eta}

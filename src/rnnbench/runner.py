@@ -10,17 +10,16 @@ suite goes on.
 
 The results directory belongs to the run while it lasts (``rnnbench.rundir``: a lock; an
 earlier run is archived first, or, with ``resume``, continued: its finished runs that the
-current code, frameworks and settings would repeat are kept, and only the rest is run). meta.json says what the run is doing: "running", then
+current code, frameworks and settings would repeat are kept: ``rnnbench.resume``).
+meta.json says what the run is doing: "running", then
 "finished", or "interrupted" with ``stopped_by``. Ctrl-C or SIGTERM at any moment stops
 the worker, records its run as interrupted and ends the run as "interrupted"; every
 finished run is kept. A write error (disk full, file too large, read-only file system)
 stops the suite with RecordError: nothing more could be recorded, and what was recorded
 before is complete.
 
-While a run lasts, the progress display hears its phase (read from the worker's progress
-file), the time spent on it and on the matrix, and the ETA from the time plan
-(``rnnbench.plan``). Each run document records the machine's load average before and
-after the run: a busy machine is the main source of wrong numbers.
+The progress display hears each run's phase (``rnnbench.watch``) and the ETA
+(``rnnbench.plan``); each run document records the load average before and after it.
 """
 
 from __future__ import annotations
@@ -36,18 +35,17 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import __version__, gemm, machine, plan, results, rundir
+from . import __version__, gemm, machine, plan, results, resume, rundir
 from .assemble import Outcome, Run, run_document
 from .frameworks import FRAMEWORKS
-from .impls import IMPLEMENTATIONS, framework_versions
+from .impls import IMPLEMENTATIONS
 from .launch import Launcher, cache_env, compile_cache, thread_env
 from .protocol import Job, Result, read_progress
 from .scenarios import Profile, Scenario, apply_profile
-from .sources import source_hash
+from .watch import OwnLoad, busy_warning, load_average, phase
 
 STDERR_TAIL_LINES = 15
 INTERRUPT_GRACE_S = 1.0  # a stopped worker's time to end before SIGKILL: the user is waiting
-LOAD_WINDOW_S = 60.0  # the kernel's 1-minute load average decays as exp(-t / 60 s)
 
 
 @dataclass
@@ -83,54 +81,6 @@ class Quiet:
         pass
 
 
-def reusable(doc: dict, sizes: dict) -> bool:
-    """Whether a recorded run is one the current code would repeat as it is: finished
-    (ok, or skipped by the implementation, not for a missing framework), at the same
-    sizes, with the same framework versions and the same implementation source."""
-    meta = doc.get("meta") or {}
-    return (doc.get("status") in ("ok", "skipped") and bool(meta) and doc.get("shape") == sizes
-            and meta.get("versions") == framework_versions(IMPLEMENTATIONS[doc["impl"]].framework)
-            and meta.get("source_sha256") == source_hash(doc["impl"]))
-
-
-def finished(doc: dict) -> bool:
-    """A run that ended with a result (one not to lose), not one that failed to."""
-    return doc.get("status") in ("ok", "skipped") and bool(doc.get("meta"))
-
-
-def load_average() -> list[float]:
-    """The machine's 1-, 5- and 15-minute load averages."""
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-class OwnLoad:
-    """This runner's own share of the 1-minute load average: its workers' threads, as
-    the kernel averages them (every 5 s, decaying as exp(-t / 60 s)). Taken out of the
-    load before a run, what is left is the rest of the machine. An upper bound: a
-    worker does not keep all its threads busy all the time (imports, compiles)."""
-
-    def __init__(self):
-        self.share, self.at = 0.0, time.monotonic()
-
-    def now(self) -> float:
-        return self.share * math.exp(-(time.monotonic() - self.at) / LOAD_WINDOW_S)
-
-    def ran(self, threads: int, seconds: float) -> None:
-        """``threads`` threads were busy for the last ``seconds``."""
-        self.share = self.now() + threads * (1 - math.exp(-seconds / LOAD_WINDOW_S))
-        self.at = time.monotonic()
-
-
-def busy_warning(load: float, own: float, threads: int) -> str | None:
-    """A warning when the rest of the machine loads more cores than ``threads`` leave free."""
-    cores = machine.usable_cores()
-    others = max(0.0, load - own)
-    if others <= cores - threads:
-        return None
-    return (f"machine busy: load {others:.1f} from other processes (1-min average) > {max(cores - threads, 0)} "
-            f"of {cores} cores left free by {threads} threads; this run's times may be slow")
-
-
 class Runner:
     """One run of a matrix into one results directory; ``docs`` are its records so far."""
 
@@ -146,9 +96,7 @@ class Runner:
         self.stopped_by: str | None = None  # what interrupted the run, if anything did
         self.launcher = Launcher(settings.profile.fork_server)
         self.own_load = OwnLoad()
-        self.started = time.monotonic()
-        self.left: list[float] = []  # predicted seconds of each run of the matrix not yet done (bench)
-        self.fared = [0.0, 0.0]  # seconds the runs done so far took, and were predicted to take
+        self.eta = plan.Eta()
 
     def run(self, scenarios: list[Scenario], impls: list[str], argv: list[str], missing=frozenset()) -> int:
         """Every scenario with every implementation (those of a ``missing`` framework are
@@ -161,7 +109,7 @@ class Runner:
             kept = self.open(scenarios, impls, argv)
             todo = [(s, i) for s in scenarios for i in impls]
             if evidence is not None:
-                self.left = [self.estimate(evidence, s, i, missing, kept).seconds for s, i in todo]
+                self.eta.left = [plan.estimate(self.st, evidence, s, i, missing, kept).seconds for s, i in todo]
             if self.st.mode == "bench" and len(kept) < len(todo):
                 self.progress("measuring the GEMM rate")
                 t0 = time.monotonic()
@@ -170,7 +118,7 @@ class Runner:
                 self.info.gemm_gflops = self.meta["gemm"].get("gflops")
                 with rundir.deferred_signals():
                     results.write_json(self.out / "meta.json", self.meta)
-            self.started = time.monotonic()
+            self.eta.started = time.monotonic()
             for n, (s, impl) in enumerate(todo, 1):
                 label = f"[{n}/{len(todo)}] {s.name} {impl}"
                 fw = IMPLEMENTATIONS[impl].framework
@@ -180,14 +128,12 @@ class Runner:
                 elif fw in missing:
                     doc = self.skip(s, impl, f"framework {fw} is not installed ({FRAMEWORKS[fw].install_hint()})")
                 else:
-                    self.progress(label, phase="starting", run_s=0.0, predicted_s=self.left and self.left[n - 1],
-                                  **self.clock(0.0))
+                    self.progress(label, phase="starting", run_s=0.0, predicted_s=self.eta.predicted(n - 1),
+                                  **self.eta.clock(0.0))
                     t0 = time.monotonic()
                     doc = self.run_one(s, impl)
-                    if self.left:
-                        self.fared = [self.fared[0] + time.monotonic() - t0, self.fared[1] + self.left[n - 1]]
-                if self.left:
-                    self.left[n - 1] = 0.0
+                    self.eta.took(n - 1, time.monotonic() - t0)
+                self.eta.done(n - 1)
                 self.on_result(label, doc)
         except KeyboardInterrupt as e:
             status, self.stopped_by = rundir.exit_status(e), rundir.cause(e)
@@ -199,26 +145,9 @@ class Runner:
             self.close()
         return status
 
-    def estimate(self, evidence, s: Scenario, impl: str, missing=frozenset(), kept=()) -> plan.Estimate:
-        """The time plan's prediction for one run of this matrix."""
-        if (s.name, impl) in kept:
-            return plan.Estimate(0.0, "kept")
-        if IMPLEMENTATIONS[impl].framework in missing:
-            return plan.Estimate(0.0, "not installed")
-        timed = apply_profile(s, self.st.profile, self.st.time_steps)
-        return plan.predict(evidence, timed, impl, self.st.warmup + self.st.steps, self.st.timeout_s,
-                            stop=self.st.stop, warmup=self.st.warmup)
-
-    def clock(self, run_s: float) -> dict:
-        """The matrix's elapsed time and ETA, the current run ``run_s`` seconds in: what
-        the plan leaves, scaled by how the runs done so far fared against it (the plan
-        may come from another machine)."""
-        if not self.left:
-            return {"matrix_s": time.monotonic() - self.started, "eta_s": None}
-        pace = self.fared[0] / self.fared[1] if self.fared[1] > 0 else 1.0
-        current = next((x for x in self.left if x > 0), 0.0)
-        eta = pace * (sum(self.left) - current) + max(pace * current - run_s, 0.0)
-        return {"matrix_s": time.monotonic() - self.started, "eta_s": eta}
+    def planned(self, scenarios: list[Scenario], impls: list[str]) -> dict:
+        """(scenario, impl) -> the sizes each run of this matrix has (its document's ``shape``)."""
+        return {(s.name, i): self.job(s, i, Path(os.devnull)).sizes() for s in scenarios for i in impls}
 
     def settings_meta(self) -> dict:
         """The run-wide settings in meta.json: those a resumed run must share (``rundir.RESUME_KEYS``)."""
@@ -248,7 +177,7 @@ class Runner:
         meta = self.new_meta(scenarios, impls, argv)
         kept = {}
         if self.st.resume and rundir.holds_run(self.out):
-            kept, notices = self.reopen(meta, scenarios, impls, argv)
+            self.lock, self.docs, kept, notices = resume.reopen(self.out, argv, meta, self.planned(scenarios, impls))
         else:
             self.lock, notices = rundir.take(self.out, argv, meta)
             if self.st.resume:
@@ -257,52 +186,6 @@ class Runner:
         for line in notices:
             self.progress.result(line)
         return kept
-
-    def sizes(self, scenario: Scenario, impl: str) -> dict:
-        """The sizes a run of this matrix has (as its document's ``shape``)."""
-        return self.job(scenario, impl, Path(os.devnull)).sizes()
-
-    def kept_runs(self, docs: list[dict], scenarios: list[Scenario], impls: list[str]) -> dict:
-        """The documents of ``docs`` that this matrix would repeat as they are (``reusable``)."""
-        planned = {(s.name, i): self.sizes(s, i) for s in scenarios for i in impls}
-        return {(d["scenario"], d["impl"]): d for d in docs
-                if (d["scenario"], d["impl"]) in planned and reusable(d, planned[(d["scenario"], d["impl"])])}
-
-    def reopen(self, meta: dict, scenarios: list[Scenario], impls: list[str], argv: list[str]) -> tuple[dict, list]:
-        """Continue the run in the results directory (``resume``): keep its documents,
-        move the finished runs of this matrix that would not be repeated as they are (the
-        source or a framework changed) to an archive directory of their own, and let
-        the rest (failed, timed out, interrupted) be replaced as they are run again."""
-        with rundir.deferred_signals():
-            self.lock, old, docs, notices = rundir.reopen(self.out, argv, meta)
-            try:
-                kept = self.kept_runs(docs, scenarios, impls)
-                planned = {(s.name, i) for s in scenarios for i in impls}
-                stale = [d for d in docs if (d["scenario"], d["impl"]) in planned - kept.keys() and finished(d)]
-                if stale:
-                    dest = rundir.set_aside(self.out, old, stale)
-                    notices.append(f"{len(stale)} finished run(s) whose sizes, source or framework versions changed "
-                                   f"moved to {dest}; they run again")
-                for directory in (self.out, self.out / "runs"):
-                    results.remove_temp_files(directory)
-                for sub in ("runs", "logs"):
-                    (self.out / sub).mkdir(exist_ok=True)
-                meta.update(resumed_from=[*old.get("resumed_from", []), old.get("run_id")],
-                            gemm=old.get("gemm") or meta["gemm"],
-                            scenarios=list(dict.fromkeys([*old.get("scenarios", []), *meta["scenarios"]])),
-                            impls=list(dict.fromkeys([*old.get("impls", []), *meta["impls"]])))
-                self.docs = results.in_order([d for d in docs if not any(d is x for x in stale)],
-                                             meta["scenarios"], meta["impls"])
-                results.write_json(self.out / "meta.json", meta)
-                results.write_exports(self.out, self.docs)
-            except BaseException as e:
-                self.lock.release()
-                self.lock = None
-                if isinstance(e, OSError):
-                    raise results.RecordError(f"cannot resume in {self.out}: {e.strerror or e}") from None
-                raise
-        notices.append(f"resuming {self.out}: {len(kept)} of {len(planned)} runs kept, {len(planned) - len(kept)} to run")
-        return kept, notices
 
     def close(self) -> None:
         """Stop the fork servers, say in meta.json how the run ended, release the lock. A
@@ -399,30 +282,10 @@ class Runner:
             except subprocess.TimeoutExpired:
                 pass
             elapsed = time.perf_counter() - t0
-            self.progress(None, phase=phase(job), run_s=elapsed, warning=warning, **self.clock(elapsed))
+            self.progress(None, phase=phase(job), run_s=elapsed, warning=warning, **self.eta.clock(elapsed))
             if elapsed > self.st.timeout_s:
                 proc.kill()
                 return "timeout"
-
-
-def phase(job: Job) -> str:
-    """Where a running worker is, from its progress file: none yet while it imports its
-    framework and builds the model; empty while the first step runs (compiles, mostly);
-    then its steps; all of them reported, the verification step (or its exit)."""
-    if job.mode == "verify":
-        return "import, build, verify"
-    if not os.path.exists(job.progress):
-        return "import, build"
-    steps = read_progress(job.progress)
-    if not steps:
-        return "first step (compile)"
-    if len(steps) >= job.warmup + job.steps:
-        return "verify" if job.verify else "finishing"
-    last = steps[-1]
-    if last["phase"] == "warmup":
-        # an adaptive warm-up may run past its count; a precision rule may stop early
-        return f"warm-up step {last['step'] + 1}" + ("" if job.stop else f"/{job.warmup}")
-    return f"measure step {last['step'] + 1}/" + (f"\u2264{job.steps}" if job.stop else f"{job.steps}")
 
 
 def read_result(path: str) -> tuple[Result | None, str]:
