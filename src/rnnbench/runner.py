@@ -176,13 +176,16 @@ class Runner:
         Returns the runs kept from the run it resumes: {(scenario, impl): document}."""
         meta = self.new_meta(scenarios, impls, argv)
         kept = {}
-        if self.st.resume and rundir.holds_run(self.out):
-            self.lock, self.docs, kept, notices = resume.reopen(self.out, argv, meta, self.planned(scenarios, impls))
-        else:
-            self.lock, notices = rundir.take(self.out, argv, meta)
-            if self.st.resume:
-                notices.append(f"nothing to resume in {self.out}: a new run starts there")
-        self.meta = meta
+        # A Ctrl-C held back while the directory is taken fires only once the lock is
+        # self.lock, so that close() releases it (a Ctrl-C at 0.0 s left it behind).
+        with rundir.deferred_signals():
+            if self.st.resume and rundir.holds_run(self.out):
+                self.lock, self.docs, kept, notices = resume.reopen(self.out, argv, meta, self.planned(scenarios, impls))
+            else:
+                self.lock, notices = rundir.take(self.out, argv, meta)
+                if self.st.resume:
+                    notices.append(f"nothing to resume in {self.out}: a new run starts there")
+            self.meta = meta
         for line in notices:
             self.progress.result(line)
         return kept
