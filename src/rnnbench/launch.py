@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from .frameworks import FRAMEWORKS
+from .protocol import Result
 
 KILL_GRACE_S = 5.0
 FORK_SERVER_START_S = 300.0
@@ -275,3 +276,24 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+STDERR_TAIL_LINES = 15
+
+
+def read_result(path: str) -> tuple[Result | None, str]:
+    """The result a worker left, or None and why not."""
+    try:
+        return Result.load(path, "result"), ""
+    except FileNotFoundError:
+        return None, "no result file"
+    except (OSError, ValueError) as e:  # ProtocolError is a ValueError
+        return None, f"unreadable {e}"
+
+
+def tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
+    """The last lines of a worker's log."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""

@@ -25,49 +25,26 @@ The progress display hears each run's phase (``rnnbench.watch``) and the ETA
 from __future__ import annotations
 
 import datetime as dt
-import math
 import os
 import shutil
 import subprocess
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-from . import __version__, gemm, machine, plan, results, resume, rundir
+from . import gemm, plan, results, resume, rundir
 from .assemble import Outcome, Run, run_document
 from .frameworks import FRAMEWORKS
 from .impls import IMPLEMENTATIONS
-from .launch import Launcher, cache_env, compile_cache, thread_env
-from .protocol import Job, Result, read_progress
-from .scenarios import Profile, Scenario, apply_profile
+from .launch import Launcher, cache_env, compile_cache, read_result, tail, thread_env
+from .protocol import Job, read_progress
+from .scenarios import Scenario, apply_profile
+from .settings import Settings, new_meta, now, settings_meta  # noqa: F401 (Settings: rnnbench.runner.Settings)
 from .watch import OwnLoad, busy_warning, load_average, phase
 
-STDERR_TAIL_LINES = 15
 INTERRUPT_GRACE_S = 1.0  # a stopped worker's time to end before SIGKILL: the user is waiting
-
-
-@dataclass
-class Settings:
-    profile: Profile
-    warmup: int
-    steps: int
-    threads: int
-    device: str = "auto"
-    flush_denormal: bool = True
-    timeout_s: float = 900.0
-    time_steps: int | None = None
-    mode: str = "bench"  # "bench": time each run; "verify": only check one step (``rnnbench verify``)
-    verify: bool = True  # bench: also run one step at the verification size and check it
-    out: Path = Path("results")
-    resume: bool = False  # continue the run in ``out``: keep its finished runs that match, run the rest
-    worker: tuple[str, ...] = ("-m", "rnnbench.worker")  # what follows ``python`` to start a worker
-    stop: dict | None = None  # bench: the stop rule (rnnbench.stopping.stop_rule); None: fixed counts
-
-
-def now() -> str:
-    return dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 class Quiet:
@@ -150,31 +127,12 @@ class Runner:
         return {(s.name, i): self.job(s, i, Path(os.devnull)).sizes() for s in scenarios for i in impls}
 
     def settings_meta(self) -> dict:
-        """The run-wide settings in meta.json: those a resumed run must share (``rundir.RESUME_KEYS``)."""
-        st = self.st
-        return {"profile": st.profile.name, "mode": st.mode, "threads": st.threads, "flush_denormal": st.flush_denormal,
-                "device": st.device, "warmup": st.warmup, "steps": st.steps, "stop": st.stop,
-                "time_steps": st.time_steps, "verify": st.verify}
-
-    def new_meta(self, scenarios: list[Scenario], impls: list[str], argv: list[str]) -> dict:
-        """This run's meta.json, saying "running"."""
-        st = self.st
-        return {
-            "schema": results.META_SCHEMA, "run_id": self.run_id, **self.settings_meta(),
-            "state": "running", "started": now(), "finished": None, "interrupted": False,
-            "argv": list(argv), "machine": machine.machine(), "git": machine.git_revision(), "rnnbench": __version__,
-            "timeout_s": st.timeout_s, "scenarios": [s.name for s in scenarios], "impls": list(impls),
-            "compile_cache": compile_cache(st.profile.shared_cache) or "fresh per worker",
-            "workers": "forked from a fork server per framework that preloads it" if st.profile.fork_server
-                       else "a fresh process each",
-            "gemm": {"gflops": None, "threads": st.threads,
-                     "error": "not measured" if st.mode == "bench" else "verify only"},
-        }
+        return settings_meta(self.st)
 
     def open(self, scenarios: list[Scenario], impls: list[str], argv: list[str]) -> dict:
         """Make the results directory this run's, with meta.json saying "running".
         Returns the runs kept from the run it resumes: {(scenario, impl): document}."""
-        meta = self.new_meta(scenarios, impls, argv)
+        meta = new_meta(self.st, self.run_id, scenarios, impls, argv)
         kept = {}
         # A Ctrl-C held back while the directory is taken fires only once the lock is
         # self.lock, so that close() releases it (a Ctrl-C at 0.0 s left it behind).
@@ -289,19 +247,3 @@ class Runner:
             if elapsed > self.st.timeout_s:
                 proc.kill()
                 return "timeout"
-
-
-def read_result(path: str) -> tuple[Result | None, str]:
-    try:
-        return Result.load(path, "result"), ""
-    except FileNotFoundError:
-        return None, "no result file"
-    except (OSError, ValueError) as e:  # ProtocolError is a ValueError
-        return None, f"unreadable {e}"
-
-
-def tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
