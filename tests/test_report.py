@@ -166,15 +166,16 @@ def test_report_tables(reported):
     r = rows["lstm-4x320bi-ctc/tf-xla"]
     (xla,) = [c for c in table_rows(md, "4") if c[1] == "tf-xla"]
     assert xla[3] == "2.26 s" and xla[4] == "1.76\u20133.78 s"
-    assert xla[6] == f"{float(r['median_s']) / float(rows['lstm-4x320bi-ctc/torch-nn']['median_s']):.2f}\u00d7"
-    assert xla[8] == f"{float(r['efficiency_pct']):.1f}%"
-    assert xla[9] == "37.1 s" and xla[12] == "yes"
+    assert xla[6] == "8 (fixed)"  # steps measured, and why it stopped there
+    assert xla[7] == f"{float(r['median_s']) / float(rows['lstm-4x320bi-ctc/torch-nn']['median_s']):.2f}\u00d7"
+    assert xla[9] == f"{float(r['efficiency_pct']):.1f}%"
+    assert xla[10] == "37.1 s" and xla[13] == "yes"
     (nn,) = [c for c in table_rows(md, "1") if c[1] == "torch-nn" and c[3] == "119 ms"]
-    assert nn[4] == "116\u2013120 ms" and nn[9] == "192 ms"  # a CI in its median's unit
+    assert nn[4] == "116\u2013120 ms" and nn[10] == "192 ms"  # a CI in its median's unit
     assert "unstable" in xla[-1]
     (keras_torch,) = [c for c in table_rows(md, "12") if c[1] == "keras-torch" and "FAILED" in c[-1]]
-    assert keras_torch[12] == "**NO**"
-    assert any(c[1] == "pytensor-scan" and c[12] == "not checked" for c in table_rows(md, "13"))
+    assert keras_torch[13] == "**NO**"
+    assert any(c[1] == "pytensor-scan" and c[13] == "not checked" for c in table_rows(md, "13"))
     assert any(c[1] == "keras-jax" and "checks failed: decreasing" in c[-1] for c in table_rows(md, "10"))
     # Rows that did not run are listed in the detail tables with their status and reason.
     not_run = {(c[1], c[3], c[-1]) for c in table_rows(md, "\u2013")}

@@ -226,7 +226,7 @@ def _read_csv(path: Path, columns: list[str]) -> list[tuple[int, dict]]:
             header = next(reader, None)
             if header is None:
                 raise ResultsError(f"{path}: empty (no header)")
-            missing = [c for c in columns if c not in header]
+            missing = [c for c in columns if c not in header and not schema.COLUMNS[c].optional]
             if len(missing) > 3:
                 raise ResultsError(f"{path}: missing {len(missing)} of its {len(columns)} columns "
                                    f"({', '.join(missing[:3])}, ...)")
@@ -237,7 +237,7 @@ def _read_csv(path: Path, columns: list[str]) -> list[tuple[int, dict]]:
                 if len(cells) != len(header):
                     raise ResultsError(f"{path}: line {reader.line_num}: {len(cells)} fields, expected "
                                        f"{len(header)} (the file was cut short or damaged)")
-                rows.append((reader.line_num, dict(zip(header, cells))))
+                rows.append((reader.line_num, {**dict.fromkeys(columns, ""), **dict(zip(header, cells))}))
     except (UnicodeDecodeError, csv.Error) as e:
         raise ResultsError(f"{path}: not a valid CSV ({_first_line(e)})") from None
     except OSError as e:
@@ -287,7 +287,7 @@ def _check_summary(path: Path, docs: dict[tuple[str, str], dict]) -> None:
 
 def _step_values(doc: dict) -> list[dict]:
     base = {c: doc.get(c) for c in ("run_id", "scenario", "impl", "framework", "version", "parameters")}
-    return [{**base, **{k: st.get(k) for k in ("phase", "step", "runtime_s", "loss")}}
+    return [{**base, **{k: st.get(k) for k in ("phase", "step", "runtime_s", "loss", "process")}}
             for st in doc.get("step_log") or []]
 
 

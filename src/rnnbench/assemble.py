@@ -11,6 +11,7 @@ verification step against the float64 reference.
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import asdict, dataclass, field
 
 from . import flops, stats
@@ -148,3 +149,54 @@ def progress_text(steps: list[dict], job: Job) -> str:
     last = steps[-1]
     total = f"/{job.warmup + job.steps}" if job.stop is None else f" of at most {job.stop['max_warmup'] + job.steps}"
     return f"last reported: {last['phase']} step {last['step'] + 1}, {len(steps)}{total} steps reported"
+
+
+def combine(parts: list[dict], planned: int) -> dict:
+    """The document of one (scenario, implementation) measured in several worker
+    processes (``--processes K``, pyperf's way: a slow minute of the machine lands in one
+    process of each run, not in all the steps of one run), from the documents of its
+    processes so far (``planned``: how many it will have).
+
+    The headline statistics are those of every measured step of every process, pooled;
+    ``process_spread_pct`` is the spread between the processes' medians (max - min, in
+    percent of the pooled median) and ``process_ci_pct`` the typical spread within one
+    (the median of their CI half-widths), so that the two can be read side by side. Steps
+    are renumbered across processes (each keeps its ``process``). The verification step
+    and the worker's metadata are the first process's (the others do not verify). A
+    process that did not end ok makes the whole run that status, with the reason naming it.
+    """
+    per = [{"median_s": d.get("median_s"), "steps": d.get("steps"), "ci_halfwidth_pct": d.get("ci_halfwidth_pct"),
+            "stop_reason": d.get("stop_reason"), "wall_s": d.get("wall_s"), "status": d["status"],
+            "load_before": d.get("load_before"), "load_after": d.get("load_after")} for d in parts]
+    counts = {"processes": len(parts), "process_stats": per}
+    bad = next((n for n, d in enumerate(parts) if d["status"] != "ok"), None)
+    if bad is not None:
+        doc = dict(parts[bad])
+        if planned > 1:
+            doc["reason"] = f"process {bad + 1} of {planned}: {doc.get('reason') or doc['status']}"
+        return {**doc, **counts}
+    first = parts[0]
+    steps, seen = [], {}
+    for n, d in enumerate(parts, 1):
+        for x in d.get("step_log") or []:
+            seen[x["phase"]] = seen.get(x["phase"], -1) + 1
+            steps.append({**x, "step": seen[x["phase"]], "process": n})
+    measured = [x["runtime_s"] for x in steps if x["phase"] == "measure"]
+    summary = stats.summarize(measured)
+    details = [d.get("check_details") or {} for d in parts]
+    checks = {k: all(c.get(k, True) for c in details) for k in ("finite", "decreasing", "overhead")}
+    checks["overhead_pct"] = max((c.get("overhead_pct") or 0.0) for c in details)
+    median = summary["median_s"]
+    gflops = first["flops_per_step"] / median / 1e9 if median > 0 else None
+    efficiency = (first["efficiency_pct"] * gflops / first["gflops"]
+                  if gflops and first.get("gflops") and first.get("efficiency_pct") is not None else None)
+    medians = [p["median_s"] for p in per]
+    halfwidths = [p["ci_halfwidth_pct"] for p in per if p["ci_halfwidth_pct"] is not None]
+    return {
+        **first, **summary, **counts, "step_log": steps, "steps": len(measured), "warmup": len(steps) - len(measured),
+        "check_details": checks, "checks": stats.checks_label(checks), "gflops": gflops, "efficiency_pct": efficiency,
+        "wall_s": sum(d.get("wall_s") or 0.0 for d in parts), "load_after": parts[-1].get("load_after"),
+        "peak_rss_mib": max((d.get("peak_rss_mib") or 0.0) for d in parts) or None,
+        "process_spread_pct": 100 * (max(medians) - min(medians)) / median if len(parts) > 1 and median > 0 else None,
+        "process_ci_pct": statistics.median(halfwidths) if halfwidths and len(parts) > 1 else None,
+    }

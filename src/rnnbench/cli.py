@@ -333,6 +333,7 @@ def _settings(args, bench: bool):
         verify=args.verify,
         out=Path(args.out),
         stop=stop,
+        processes=getattr(args, "processes", None) or 1,
     )
 
 
@@ -412,11 +413,12 @@ def cmd_plan(args) -> int:
     runner, kept = Runner(st), {}
     if st.resume and rundir.holds_run(st.out):
         _, docs = rundir.resumable(st.out, runner.settings_meta())
-        kept = kept_runs(docs, runner.planned(scenarios, impls))
+        kept = kept_runs(docs, runner.planned(scenarios, impls), st.processes)
     evidence = Evidence.read(st.out)
-    rows = [(s.name, i, estimate(st, evidence, s, i, missing, kept)) for s in scenarios for i in impls]
+    rows = [(s.name, i, estimate(st, evidence, s, i, missing, kept, st.processes)) for s in scenarios for i in impls]
+    each = f"each in {st.processes} processes" if st.processes > 1 else "each"
     print(f"Time plan: {len(rows)} runs, profile {st.profile.name}, {st.warmup} warm-up + {st.steps} measured steps "
-          f"each, {st.threads} threads; predicted wall time per run from runs in {st.out} (measured here), else "
+          f"{each}, {st.threads} threads; predicted wall time per run from runs in {st.out} (measured here), else "
           f"the cost model shipped with rnnbench (a 2-core machine), else a guess from FLOPs")
     print(f"{'scenario':18} {'impl':17} {'predicted':>10}  {'basis':26} note")
     for scenario, impl, e in rows:
@@ -523,6 +525,10 @@ def build_parser() -> Parser:
     run.add_argument("--max-time", type=seconds, metavar="S",
                      help="with a precision: measured seconds per run at most, over --min-steps if need be "
                           "(default: the profile's; full: 600)")
+    run.add_argument("--processes", type=positive_int, metavar="K",
+                     help="measure each run in K worker processes, the matrix's interleaved (each run's first "
+                          "process, then each run's second...), so that a slow minute of the machine spreads over "
+                          "all runs; reports the spread between processes beside the spread within one (default: 1)")
     run.add_argument("--warmup", type=non_negative_int, help="warm-up steps, not in the statistics (default: the profile's)")
     run.add_argument("--time-steps", type=positive_int, metavar="T", help="override the time axis length")
     run.add_argument("--out", type=out_dir, default="results", metavar="DIR", help="results directory (default: results)")

@@ -76,6 +76,11 @@ def percent(pct) -> str:
     return MISSING if missing(pct) else number(float(pct)) + "%"
 
 
+def spread(pct) -> str:
+    """A half-width or spread in percent of the median: ±1.9%."""
+    return MISSING if missing(pct) else "\u00b1" + number(float(pct)) + "%"
+
+
 def span(values) -> str:
     """Whole numbers as one ("8") or their range ("5–37"), e.g. the steps precision
     stopping took in each run of a scenario."""

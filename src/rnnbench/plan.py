@@ -27,7 +27,7 @@ from __future__ import annotations
 import csv
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from . import fmt, results
@@ -268,15 +268,18 @@ if __name__ == "__main__":  # python -m rnnbench.plan docs/latest: rewrite costs
     print(MODEL)
 
 
-def estimate(settings, evidence: Evidence, s: Scenario, impl: str, missing=frozenset(), kept=()) -> Estimate:
-    """The prediction for one run of a matrix run with ``settings`` (runner.Settings)."""
+def estimate(settings, evidence: Evidence, s: Scenario, impl: str, missing=frozenset(), kept=(),
+             processes: int = 1) -> Estimate:
+    """The prediction for one run of a matrix run with ``settings`` (runner.Settings):
+    for one of its worker processes, or for all ``processes`` of them."""
     if (s.name, impl) in kept:
         return Estimate(0.0, "kept")
     if IMPLEMENTATIONS[impl].framework in missing:
         return Estimate(0.0, "not installed")
     timed = apply_profile(s, settings.profile, settings.time_steps)
-    return predict(evidence, timed, impl, settings.warmup + settings.steps, settings.timeout_s,
-                   stop=settings.stop, warmup=settings.warmup)
+    one = predict(evidence, timed, impl, settings.warmup + settings.steps, settings.timeout_s,
+                  stop=settings.stop, warmup=settings.warmup)
+    return replace(one, seconds=one.seconds * processes)
 
 
 class Eta:

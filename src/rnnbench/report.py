@@ -146,8 +146,11 @@ def _detail(results: Results, scenario: str, charts: dict[str, Path]) -> str:
     if f"bars:{scenario}" in charts:
         parts += [f"![{scenario}: median time per step]({_rel(charts[f'bars:{scenario}'], results.path)})", ""]
 
-    header = ["#", "implementation", "framework", "median per step", "95% CI", "p10\u2013p90",
-              "\u00d7 fastest", "GFLOP/s", "efficiency", "first step", "peak RSS MiB"]
+    processes = "processes" in ok and bool((ok["processes"].fillna(1) > 1).any())
+    header = ["#", "implementation", "framework", "median per step", "95% CI", "p10\u2013p90", "steps (stopped by)"]
+    if processes:
+        header += ["processes: spread of medians", "CI within one"]
+    header += ["\u00d7 fastest", "GFLOP/s", "efficiency", "first step", "peak RSS MiB"]
     if gpu:
         header.append("peak GPU MB")
     header += ["parameters", "verified", "flags / reason"]
@@ -156,8 +159,10 @@ def _detail(results: Results, scenario: str, charts: dict[str, Path]) -> str:
         median = r["median_s"]
         cells = [str(k), r["impl"], r["framework"], fmt.seconds(median),
                  fmt.interval(r["ci_low_s"], r["ci_high_s"], median),
-                 fmt.interval(r["p10_s"], r["p90_s"], median),
-                 fmt.ratio(r["ratio"]), fmt.number(r["gflops"]), fmt.percent(r["efficiency_pct"]),
+                 fmt.interval(r["p10_s"], r["p90_s"], median), _stopped(r)]
+        if processes:
+            cells += [fmt.percent(r.get("process_spread_pct")), fmt.spread(r.get("process_ci_pct"))]
+        cells += [fmt.ratio(r["ratio"]), fmt.number(r["gflops"]), fmt.percent(r["efficiency_pct"]),
                  fmt.seconds(r["first_step_s"]), fmt.number(r["peak_rss_mib"])]
         if gpu:
             cells.append(fmt.number(r["peak_gpu_mib"]))
@@ -174,6 +179,16 @@ def _detail(results: Results, scenario: str, charts: dict[str, Path]) -> str:
     if f"steps:{scenario}" in charts:
         parts += [f"![{scenario}: time of every step]({_rel(charts[f'steps:{scenario}'], results.path)})", ""]
     return "\n".join(parts)
+
+
+def _stopped(r) -> str:
+    """How many steps a run measured and why it stopped there: "8 (fixed)", "37 (±1.9%)"
+    (precision reached, with the CI half-width achieved), "500 (max-steps, ±2.6%)"."""
+    reason, width = r.get("stop_reason"), r.get("ci_halfwidth_pct")
+    why = [reason] if isinstance(reason, str) and reason not in ("", "precision") else []
+    if reason in ("precision", "max-steps", "max-time") and not fmt.missing(width):
+        why.append(fmt.spread(width))
+    return fmt.count(r["steps"]) + (f" ({', '.join(why)})" if why else "")
 
 
 def _problems(results: Results) -> str:

@@ -191,7 +191,7 @@ def row_record(row) -> dict[str, Any]:
     """One summary row as the page embeds it."""
     rec: dict[str, Any] = {k: str(row.get(k) or "") for k in
                            ("scenario", "impl", "framework", "version", "status", "reason", "checks",
-                            "device")}
+                            "device", "stop_reason")}
     for src, dst in _MS.items():
         v = _number(row.get(src))
         rec[dst] = None if v is None else v * 1e3
@@ -202,6 +202,8 @@ def row_record(row) -> dict[str, Any]:
     rec["efficiency_pct"] = _number(row.get("efficiency_pct"))
     rec["peak_rss_mib"] = _number(row.get("peak_rss_mib"))
     rec["peak_gpu_mib"] = _number(row.get("peak_gpu_mib"))
+    rec["ci_halfwidth_pct"] = _number(row.get("ci_halfwidth_pct"))
+    rec["process_spread_pct"] = _number(row.get("process_spread_pct"))
     rec["stable"] = _truth(row.get("stable"))
     rec["verified"] = _truth(row.get("verified"))
     rec["flags"] = flags(row)

@@ -145,7 +145,7 @@ def summary_row(doc: dict) -> dict:
 def step_rows(doc: dict) -> list[dict]:
     base = {c: doc.get(c) for c in ("run_id", "scenario", "impl", "framework", "version", "parameters")}
     return [{c: schema.cell(schema.COLUMNS[c], v) for c, v in
-             {**base, **{k: st[k] for k in ("phase", "step", "runtime_s", "loss")}}.items()}
+             {**base, **{k: st.get(k) for k in ("phase", "step", "runtime_s", "loss", "process")}}.items()}
             for st in doc.get("step_log") or []]
 
 

@@ -10,12 +10,14 @@ from .impls import IMPLEMENTATIONS, framework_versions
 from .sources import source_hash
 
 
-def reusable(doc: dict, sizes: dict) -> bool:
+def reusable(doc: dict, sizes: dict, processes: int = 1) -> bool:
     """Whether a recorded run is one the current code would repeat as it is: finished
     (ok, or skipped by the implementation, not for a missing framework), at the same
-    sizes, with the same framework versions and the same implementation source."""
+    sizes, with the same framework versions and the same implementation source, and, if
+    measured, in all of its ``processes`` (an interrupted matrix may have run only some)."""
     meta = doc.get("meta") or {}
-    return (doc.get("status") in ("ok", "skipped") and bool(meta) and doc.get("shape") == sizes
+    complete = doc.get("status") == "skipped" or (doc.get("processes") or 1) == processes
+    return (doc.get("status") in ("ok", "skipped") and bool(meta) and complete and doc.get("shape") == sizes
             and meta.get("versions") == framework_versions(IMPLEMENTATIONS[doc["impl"]].framework)
             and meta.get("source_sha256") == source_hash(doc["impl"]))
 
@@ -25,11 +27,13 @@ def finished(doc: dict) -> bool:
     return doc.get("status") in ("ok", "skipped") and bool(doc.get("meta"))
 
 
-def kept_runs(docs: list[dict], planned: dict) -> dict:
-    """The documents of ``docs`` that the matrix ``planned`` ((scenario, impl) -> sizes)
-    would repeat as they are (``reusable``), by (scenario, impl)."""
+def kept_runs(docs: list[dict], planned: dict, processes: int = 1) -> dict:
+    """The documents of ``docs`` that the matrix ``planned`` ((scenario, impl) -> sizes),
+    each measured in ``processes`` processes, would repeat as they are (``reusable``), by
+    (scenario, impl)."""
     return {(d["scenario"], d["impl"]): d for d in docs
-            if (d["scenario"], d["impl"]) in planned and reusable(d, planned[(d["scenario"], d["impl"])])}
+            if (d["scenario"], d["impl"]) in planned
+            and reusable(d, planned[(d["scenario"], d["impl"])], processes)}
 
 
 def reopen(out: Path, argv: list[str], meta: dict, planned: dict) -> tuple:
@@ -42,7 +46,7 @@ def reopen(out: Path, argv: list[str], meta: dict, planned: dict) -> tuple:
     with rundir.deferred_signals():
         lock, old, docs, notices = rundir.reopen(out, argv, meta)
         try:
-            kept = kept_runs(docs, planned)
+            kept = kept_runs(docs, planned, meta.get("processes") or 1)
             stale = [d for d in docs if (d["scenario"], d["impl"]) in planned.keys() - kept.keys() and finished(d)]
             if stale:
                 dest = rundir.set_aside(out, old, stale)

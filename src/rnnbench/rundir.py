@@ -41,7 +41,9 @@ ARCHIVE = "archive"
 RUN_FILES = ("meta.json", "runs", "logs", "summary.csv", "results.csv")
 # meta.json's run-wide settings: a run resumes another only if they are all the same.
 RESUME_KEYS = ("mode", "profile", "threads", "flush_denormal", "device", "warmup", "steps", "stop", "time_steps",
-               "verify")
+               "verify", "processes")
+# What a meta.json written before a setting existed meant by its absence.
+RESUME_DEFAULTS = {"processes": 1}
 
 
 @contextmanager
@@ -250,6 +252,8 @@ def _new_archive(out: Path, entries: list[Path]) -> Path:
 def settings_difference(old: dict, new: dict) -> str | None:
     """What differs between two runs' run-wide settings (``RESUME_KEYS`` of their
     meta.json), as ``name earlier -> now``, or None."""
+    old = {**RESUME_DEFAULTS, **old}
+
     def show(meta, key):
         return json.dumps(meta[key]) if key in meta else "(not recorded)"
 

@@ -35,7 +35,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import gemm, plan, results, resume, rundir
-from .assemble import Outcome, Run, run_document
+from .assemble import Outcome, Run, combine, run_document
 from .frameworks import FRAMEWORKS
 from .impls import IMPLEMENTATIONS
 from .launch import Launcher, cache_env, compile_cache, read_result, tail, thread_env
@@ -68,6 +68,7 @@ class Runner:
         self.run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
         self.info = Run(self.run_id, settings.profile.name, settings.timeout_s)
         self.docs: list[dict] = []
+        self.parts: dict[tuple[str, str], list[dict]] = {}  # --processes: each run's processes' documents so far
         self.meta: dict = {}
         self.lock: rundir.Lock | None = None
         self.stopped_by: str | None = None  # what interrupted the run, if anything did
@@ -86,7 +87,8 @@ class Runner:
             kept = self.open(scenarios, impls, argv)
             todo = [(s, i) for s in scenarios for i in impls]
             if evidence is not None:
-                self.eta.left = [plan.estimate(self.st, evidence, s, i, missing, kept).seconds for s, i in todo]
+                once = [plan.estimate(self.st, evidence, s, i, missing, kept).seconds for s, i in todo]
+                self.eta.left = once * (self.st.processes if self.st.mode == "bench" else 1)
             if self.st.mode == "bench" and len(kept) < len(todo):
                 self.progress("measuring the GEMM rate")
                 t0 = time.monotonic()
@@ -96,22 +98,27 @@ class Runner:
                 with rundir.deferred_signals():
                     results.write_json(self.out / "meta.json", self.meta)
             self.eta.started = time.monotonic()
-            for n, (s, impl) in enumerate(todo, 1):
-                label = f"[{n}/{len(todo)}] {s.name} {impl}"
-                fw = IMPLEMENTATIONS[impl].framework
-                if (s.name, impl) in kept:
-                    doc = kept[(s.name, impl)]
-                    label += " (kept)"
-                elif fw in missing:
-                    doc = self.skip(s, impl, f"framework {fw} is not installed ({FRAMEWORKS[fw].install_hint()})")
-                else:
-                    self.progress(label, phase="starting", run_s=0.0, predicted_s=self.eta.predicted(n - 1),
-                                  **self.eta.clock(0.0))
-                    t0 = time.monotonic()
-                    doc = self.run_one(s, impl)
-                    self.eta.took(n - 1, time.monotonic() - t0)
-                self.eta.done(n - 1)
-                self.on_result(label, doc)
+            rounds = self.st.processes if self.st.mode == "bench" else 1
+            for r in range(rounds):  # --processes K: each run's K processes, the matrix's interleaved
+                for n, (s, impl) in enumerate(todo, 1):
+                    key, k = (s.name, impl), r * len(todo) + n - 1
+                    label = f"[{n}/{len(todo)}] {s.name} {impl}" + (f" (process {r + 1}/{rounds})" if rounds > 1 else "")
+                    fw = IMPLEMENTATIONS[impl].framework
+                    if r and (key in kept or self.parts.get(key, [{}])[-1].get("status") != "ok"):
+                        continue  # kept, skipped, or a process of it failed: nothing more to measure
+                    if key in kept:
+                        doc = kept[key]
+                        label += " (kept)"
+                    elif fw in missing:
+                        doc = self.skip(s, impl, f"framework {fw} is not installed ({FRAMEWORKS[fw].install_hint()})")
+                    else:
+                        self.progress(label, phase="starting", run_s=0.0, predicted_s=self.eta.predicted(k),
+                                      **self.eta.clock(0.0))
+                        t0 = time.monotonic()
+                        doc = self.run_one(s, impl, process=r)
+                        self.eta.took(k, time.monotonic() - t0)
+                    self.eta.done(k)
+                    self.on_result(label, doc)
         except KeyboardInterrupt as e:
             status, self.stopped_by = rundir.exit_status(e), rundir.cause(e)
         except results.RecordError as e:
@@ -167,7 +174,12 @@ class Runner:
             self.lock = None
 
     def record(self, doc: dict) -> dict:
-        """Record a run's document, in place of an earlier one of the same run (resume)."""
+        """Record a run's document, in place of an earlier one of the same run (resume,
+        and each new process of a run measured in several: ``assemble.combine``)."""
+        if self.st.processes > 1 and self.st.mode == "bench" and doc["status"] != "skipped":
+            parts = self.parts.setdefault((doc["scenario"], doc["impl"]), [])
+            parts.append(doc)
+            doc = combine(parts, self.st.processes)
         doc = results.strict(doc)
         same = [i for i, d in enumerate(self.docs) if (d["scenario"], d["impl"]) == (doc["scenario"], doc["impl"])]
         docs = self.docs[:same[0]] + [doc] + self.docs[same[0] + 1:] if same else self.docs + [doc]
@@ -176,10 +188,11 @@ class Runner:
             self.docs = docs
         return doc
 
-    def job(self, scenario: Scenario, impl: str, tmp: Path) -> Job:
+    def job(self, scenario: Scenario, impl: str, tmp: Path, first: bool = True) -> Job:
+        """The worker's job; only the ``first`` of a run's processes verifies its step."""
         st = self.st
         verify = None
-        if st.verify or st.mode == "verify":
+        if (st.verify and first) or st.mode == "verify":
             from .verify import VERIFY_EPS, VERIFY_LR, verify_scenario
 
             verify = {"scenario": asdict(verify_scenario(scenario)), "lr": VERIFY_LR, "adam_eps": VERIFY_EPS}
@@ -193,21 +206,23 @@ class Runner:
         job = self.job(scenario, impl, Path(os.devnull))  # for no worker: its files are never written
         return self.record(run_document(job, self.info, Outcome("not started", reason=reason)))
 
-    def run_one(self, scenario: Scenario, impl: str) -> dict:
-        """Run one worker and record what came of it, with the load average around it."""
+    def run_one(self, scenario: Scenario, impl: str, process: int = 0) -> dict:
+        """Run one worker (``process``: which of the run's processes, from 0) and record
+        what came of it, with the load average around it."""
         tmp = Path(tempfile.mkdtemp(prefix="rnnbench-"))
         try:
-            job = self.job(scenario, impl, tmp)
+            job = self.job(scenario, impl, tmp, first=not process)
             job.dump(str(tmp / "job.json"))
-            outcome, load = self.work(job, tmp)
+            outcome, load = self.work(job, tmp, f".p{process + 1}" if self.st.processes > 1 else "")
             return self.record({**run_document(job, self.info, outcome), **load})
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def work(self, job: Job, tmp: Path) -> tuple[Outcome, dict]:
+    def work(self, job: Job, tmp: Path, suffix: str = "") -> tuple[Outcome, dict]:
         """Start the job's worker and wait for it: how it ended and what it handed back,
-        and the load averages before and after it (``load_before``, ``load_after``)."""
-        log = self.out / "logs" / f"{job.sizes()['name']}__{job.impl}.log"
+        and the load averages before and after it (``load_before``, ``load_after``).
+        Its log: logs/<scenario>__<impl><suffix>.log."""
+        log = self.out / "logs" / f"{job.sizes()['name']}__{job.impl}{suffix}.log"
         cache = compile_cache(self.st.profile.shared_cache) or str(tmp / "cache")
         env = {**os.environ, **thread_env(job.threads), **cache_env(cache)}
         load = {"load_before": load_average()}

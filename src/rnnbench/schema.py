@@ -8,6 +8,10 @@ and ``results.csv`` are exports of those documents, one cell per column, written
 GFLOP/s, ``efficiency_pct`` the percentage of the measured GEMM rate; ``_pct`` a percentage.
 Version 3 added how many steps a run took and why (``stop_reason``, ``warmup_reason``),
 the achieved precision (``ci_halfwidth_pct``) and the drift (``drift_pct``, ``drift``: "up", "down" or "").
+Later, as optional columns (``Column.optional``): a run measured in several processes
+(``--processes K``) records ``processes``, the spread between their medians
+(``process_spread_pct``) beside the typical spread within one (``process_ci_pct``), and
+each step its ``process``.
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ class Column:
     timing: bool = False  # seconds of a step: finite, > 0 and at most MAX_STEP_S
     finite: bool = True  # False: inf and nan are values too (a diverging loss)
     choices: tuple[str, ...] | None = None
+    # Added to rnnbench.run/3 after its first CSVs: a CSV without the column reads as
+    # empty (null) in it, so results written before it still load.
+    optional: bool = False
 
 
 def _text(*names, choices=None):
@@ -69,11 +76,15 @@ SUMMARY = (
     Column("verified", "text", choices=VERDICTS), *_text("device", "device_name"),
     *_count("threads", minimum=1), Column("flush_denormal", "switch"),
     *_count("batch", "time_steps", "features", "hidden", minimum=1),
+    Column("processes", "int", minimum=1, optional=True),
+    Column("process_spread_pct", "float", minimum=0, optional=True),
+    Column("process_ci_pct", "float", minimum=0, optional=True),
 )
 STEPS = (
     *_text("run_id", "scenario", "impl", "framework", "version"), *_count("parameters"),
     Column("phase", "text", choices=PHASES), *_count("step"), *_timing("runtime_s"),
     Column("loss", "float", finite=False),  # a diverging loss is a check's result, not damage
+    Column("process", "int", minimum=1, optional=True),  # which of a run's --processes took the step
 )
 SUMMARY_COLUMNS = [c.name for c in SUMMARY]
 STEP_COLUMNS = [c.name for c in STEPS]
@@ -230,7 +241,7 @@ def run_json_schema() -> dict:
             p["minimum"] = col.minimum
         return p
 
-    step_cols = ("phase", "step", "runtime_s", "loss")
+    step_cols = ("phase", "step", "runtime_s", "loss", "process")
     step = {"type": "object", "required": list(step_cols[:3]),
             "properties": {c: prop(COLUMNS[c]) for c in step_cols}}
     step["properties"]["loss"] = {"type": ["number", "null"]}  # null: a non-finite loss (JSON has no inf)

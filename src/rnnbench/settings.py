@@ -27,6 +27,7 @@ class Settings:
     resume: bool = False  # continue the run in ``out``: keep its finished runs that match, run the rest
     worker: tuple[str, ...] = ("-m", "rnnbench.worker")  # what follows ``python`` to start a worker
     stop: dict | None = None  # bench: the stop rule (rnnbench.stopping.stop_rule); None: fixed counts
+    processes: int = 1  # bench: worker processes per run, interleaved across the matrix (``--processes``)
 
 
 def now() -> str:
@@ -37,7 +38,7 @@ def settings_meta(st: Settings) -> dict:
     """The run-wide settings in meta.json: those a resumed run must share (``rundir.RESUME_KEYS``)."""
     return {"profile": st.profile.name, "mode": st.mode, "threads": st.threads, "flush_denormal": st.flush_denormal,
             "device": st.device, "warmup": st.warmup, "steps": st.steps, "stop": st.stop,
-            "time_steps": st.time_steps, "verify": st.verify}
+            "time_steps": st.time_steps, "verify": st.verify, "processes": st.processes}
 
 
 def new_meta(st: Settings, run_id: str, scenarios: list, impls: list[str], argv: list[str]) -> dict:

@@ -281,7 +281,10 @@
     ["95% CI", true, (r) => r.ci_low_ms, (r) => range(r.ci_low_ms, r.ci_high_ms)],
     [`p10${DASH}p90`, true, (r) => r.p10_ms, (r) => range(r.p10_ms, r.p90_ms)],
     ["\u00d7 fastest", true, (r) => r.ratio, (r) => fmt(r.ratio, 2)],
-    ["steps", true, (r) => r.steps, (r) => fmt(r.steps, 0)],
+    ["steps", true, (r) => r.steps,
+      (r) => fmt(r.steps, 0) + (r.stop_reason && r.stop_reason !== "precision" ? ` (${r.stop_reason})` : "")],
+    ["CI \u00b1 %", true, (r) => r.ci_halfwidth_pct, (r) => fmt(r.ci_halfwidth_pct, 1)],
+    ["spread of process medians %", true, (r) => r.process_spread_pct, (r) => fmt(r.process_spread_pct, 1)],
     ["first step", true, (r) => r.first_step_ms],
     ["GFLOP/s", true, (r) => r.gflops],
     ["efficiency %", true, (r) => r.efficiency_pct, (r) => fmt(r.efficiency_pct, 1)],
@@ -298,7 +301,8 @@
     const rest = all.filter((r) => r.status !== "ok");
     for (const r of rest) r.rank = null;
     const gpu = all.some((r) => r.peak_gpu_mib !== null);
-    const columns = COLUMNS.filter(([h]) => gpu || h !== "GPU MiB");
+    const processes = all.some((r) => r.process_spread_pct !== null);
+    const columns = COLUMNS.filter(([h]) => (gpu || h !== "GPU MiB") && (processes || !h.startsWith("spread of process")));
     const head = el("tr", {}, ...columns.map(([h, num]) => el("th", num
       ? { class: "num", text: h, "data-sort-method": "number" } : { text: h })));
     const body = ok.concat(rest).map((r) => {
