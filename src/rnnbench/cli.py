@@ -342,13 +342,13 @@ def execute(args, settings) -> tuple[list[dict], int]:
     line; every finished result is on disk either way. Raises ResultsError (one line, exit
     2) if the results directory is unusable or in use, or a record cannot be written."""
     from .rundir import cause, exit_status, sigterm_interrupts
-    from .runner import Runner
 
     progress, runner = Progress(), None
     with sigterm_interrupts():
         try:
             scenarios, impls, missing = selection(args)
-            runner = Runner(settings, progress, on_result=lambda label, doc: progress.result(label + result_line(doc)))
+            runner = executor(args, settings, progress,
+                              on_result=lambda label, doc: progress.result(label + result_line(doc)))
             stopped = runner.run(scenarios, impls, sys.argv, missing)
             why = runner.stopped_by
         except KeyboardInterrupt as e:  # before the run took the directory, or as it let go of it
@@ -361,6 +361,25 @@ def execute(args, settings) -> tuple[list[dict], int]:
     elif stopped:
         progress.result(f"rnnbench: interrupted ({why}) before the run started")
     return docs, stopped
+
+
+def executor(args, settings, progress, on_result):
+    """The local runner, or with ``--executor ray`` the Ray one (``rnnbench.ray_executor``)."""
+    if getattr(args, "executor", "local") == "ray":
+        from .ray_executor import RayRunner
+
+        return RayRunner(settings, progress, on_result, address=args.ray_address, every_node=args.every_node)
+    from .runner import Runner
+
+    return Runner(settings, progress, on_result=on_result)
+
+
+def check_executor(args) -> None:
+    """Options of the Ray executor without it: refused rather than silently ignored."""
+    if getattr(args, "executor", "local") != "ray":
+        for option in ("every_node", "ray_address"):
+            if getattr(args, option, None):
+                raise UsageError(f"--{option.replace('_', '-')} needs --executor ray")
 
 
 def run_settings(args):
@@ -532,6 +551,15 @@ def build_parser() -> Parser:
     run.add_argument("--resume", action="store_true",
                      help="continue the run in --out: keep its finished runs done with the same settings, sizes, "
                           "framework versions and source, run the rest (nothing is archived)")
+    run.add_argument("--executor", choices=("local", "ray"), default="local",
+                     help="where the runs go: this machine, one after another (local, the default), or a Ray "
+                          "cluster, one run per node at a time (ray: pip install 'rnnbench[ray]')")
+    run.add_argument("--ray-address", metavar="ADDRESS",
+                     help="the Ray cluster: auto (the one this machine belongs to) or HEAD:6379 (default: start a "
+                          "local Ray instance for this run)")
+    run.add_argument("--every-node", action="store_true",
+                     help="with --executor ray: the whole matrix on every node, into DIR/<node>/, to compare "
+                          "the machines")
     run.set_defaults(func=cmd_run, needs=("numpy",))
 
     plan = sub.add_parser("plan", parents=[run], add_help=False,
@@ -590,6 +618,7 @@ def _command(argv) -> int:
     except SystemExit as e:  # --help has printed its text (main flushes it)
         return e.code or 0
     check_threads(args)
+    check_executor(args)
     require(getattr(args, "needs", ()))
     return args.func(args)
 
