@@ -1,0 +1,191 @@
+"""The Ray executor against a real Ray cluster of two nodes on this machine
+(``ray.cluster_utils.Cluster``: a head and a worker node, each a raylet with one unit of
+the ``rnnbench`` resource), with the fake worker in place of a framework: where each run
+lands, what is written, a node lost mid-matrix, a timeout, Ctrl-C, and bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'rnnbench[ray]'")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+from rnnbench import results  # noqa: E402
+from rnnbench.ray_executor import NODES_FILE, RESOURCE, ClusterError, RayRunner  # noqa: E402
+from rnnbench.runner import Runner, Settings  # noqa: E402
+from rnnbench.scenarios import PROFILES, SCENARIOS  # noqa: E402
+
+from conftest import rnnbench  # noqa: E402
+
+FAKE = str(Path(__file__).with_name("fake_worker.py"))
+MATRIX = ([SCENARIOS["lstm-1x320-ce"], SCENARIOS["gru-1x320-ce"]], ["torch-nn", "jax-scan"])
+NODE = {"num_cpus": 1, "resources": {RESOURCE: 1}}
+# A raylet that is killed is declared dead within a second, not the default half minute.
+FAST_HEALTH = {"health_check_period_ms": 200, "health_check_failure_threshold": 3}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ["FAKE_STEP_S"] = "0.2"  # the fake worker's "slow" mode: inherited by every node's workers
+    c = Cluster(initialize_head=True, head_node_args={**NODE, "_system_config": FAST_HEALTH})
+    c.add_node(**NODE)
+    c.wait_for_nodes()
+    yield c
+    c.shutdown()
+
+
+def settings(out, fake="ok", **kw):
+    return Settings(**{"profile": PROFILES["smoke"], "warmup": 1, "steps": 5, "threads": 1, "timeout_s": 60.0,
+                       "verify": False, "out": out, "worker": (FAKE, fake), **kw})
+
+
+def ray_run(cluster, out, fake="ok", matrix=MATRIX, **kw):
+    lines = []
+    runner = RayRunner(settings(out, fake), on_result=lambda label, doc: lines.append(label),
+                       address=cluster.address, **kw)
+    return runner, runner.run(*matrix, ["test"]), lines
+
+
+def test_a_matrix_spreads_over_the_nodes_and_is_written_as_a_local_run(cluster, tmp_path):
+    runner, status, lines = ray_run(cluster, tmp_path / "ray", fake="slow")
+    assert status == 0 and len(lines) == 4
+    docs = results.load_runs(tmp_path / "ray")
+    assert [d["status"] for d in docs] == ["ok"] * 4
+    nodes = {d["node"] for d in docs}
+    assert len(nodes) == 2, "two nodes, four 1-second runs: both nodes take some"
+    for d in docs:
+        info = d["node_info"]
+        assert info["hostname"] and info["cpu"] and info["cores"] >= 1 and "memory_gib" in info
+        assert d["efficiency_pct"] == pytest.approx(100 * d["gflops"] / info["gemm"]["gflops"])
+        clock = d["ray"]
+        assert clock["task_started"] <= clock["worker_started"] < clock["worker_ended"] <= clock["received"]
+    # One run at a time per node: the worker intervals of a node never overlap.
+    for node in nodes:
+        spans = sorted((d["ray"]["worker_started"], d["ray"]["worker_ended"]) for d in docs if d["node"] == node)
+        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+    meta = json.loads((tmp_path / "ray" / "meta.json").read_text())
+    assert meta["state"] == "finished" and set(meta["nodes"]) == nodes and meta["executor"]["name"] == "ray"
+
+    local = Runner(settings(tmp_path / "local"))
+    assert local.run(*MATRIX, ["test"]) == 0
+    shape = {p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*")}
+    assert {p.relative_to(tmp_path / "ray") for p in (tmp_path / "ray").rglob("*")} == shape
+    assert all((tmp_path / "ray" / "logs").iterdir())
+
+
+def test_every_node_runs_the_whole_matrix_on_each_node_into_its_own_directory(cluster, tmp_path):
+    runner, status, _ = ray_run(cluster, tmp_path, every_node=True)
+    names = json.loads((tmp_path / NODES_FILE).read_text())["nodes"]
+    assert status == 0 and len(names) == 2
+    for name in names:
+        docs = results.load_runs(tmp_path / name)
+        assert [(d["status"], d["node"]) for d in docs] == [("ok", name)] * 4
+        meta = json.loads((tmp_path / name / "meta.json").read_text())
+        assert meta["machine"]["node"] == name and meta["machine"]["cpu"] and meta["gemm"]["gflops"] > 0
+        assert {d["node_info"]["node_id"] for d in docs} == {meta["machine"]["node_id"]}
+
+
+def test_a_run_past_its_timeout_is_killed_on_its_node(cluster, tmp_path):
+    before = set(_fake_pids("hang"))
+    out = tmp_path / "out"
+    runner = RayRunner(settings(out, "hang", timeout_s=3.0), address=cluster.address)
+    assert runner.run([SCENARIOS["lstm-1x320-ce"]], ["torch-nn"], ["test"]) == 0
+    [doc] = results.load_runs(out)
+    assert doc["status"] == "timeout" and doc["wall_s"] < 10 and "last reported: warmup step 1" in doc["reason"]
+    assert set(_fake_pids("hang")) <= before, "the hung worker was killed with its process group"
+
+
+def _fake_pids(mode):
+    out = subprocess.run(["pgrep", "-f", f"fake_worker.py {mode}"], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_a_node_lost_mid_run_is_retried_on_another_and_both_attempts_are_recorded(cluster, tmp_path):
+    doomed = cluster.add_node(**NODE)
+    cluster.wait_for_nodes()
+    marker = f"rnnbench-node-*-{doomed.node_id[:16]}-*.json"
+    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
+
+    def kill_when_busy():  # the node's first run has measured its GEMM rate: its worker starts now
+        deadline = time.monotonic() + 60
+        while not list(tmp.glob(marker)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        cluster.remove_node(doomed, allow_graceful=False)
+
+    killer = threading.Thread(target=kill_when_busy)
+    killer.start()
+    matrix = ([SCENARIOS[s] for s in ("lstm-1x320-ce", "gru-1x320-ce", "lstm-1x320-ce-short")], ["torch-nn"])
+    try:
+        _, status, _ = ray_run(cluster, tmp_path, fake="slow", matrix=matrix)
+    finally:
+        killer.join()
+    docs = results.load_runs(tmp_path)
+    assert status == 0 and [d["status"] for d in docs] == ["ok"] * 3, "nothing lost"
+    [retried] = [d for d in docs if d.get("attempts")]
+    assert retried["attempts"][0]["status"] == "failed" and retried["attempts"][0]["reason"].startswith("node lost")
+    assert doomed.node_id not in {d["node_info"]["node_id"] for d in docs}
+
+
+DRIVER = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_ray import settings, MATRIX
+from rnnbench.ray_executor import RayRunner
+runner = RayRunner(settings(Path(sys.argv[1]), "slow"), on_result=lambda l, d: print(d["status"], flush=True),
+                   address=sys.argv[2])
+sys.exit(runner.run(*MATRIX, ["test"]))
+"""
+
+
+def test_ctrl_c_cancels_the_unfinished_runs_and_keeps_the_finished_ones(cluster, tmp_path):
+    os.environ["FAKE_STEP_S"] = "0.2"
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER.format(tests=str(Path(__file__).parent)),
+                               str(tmp_path), cluster.address], stdout=subprocess.PIPE, text=True)
+    assert driver.stdout.readline().strip() == "ok"  # one run finished; others are running or queued
+    driver.send_signal(signal.SIGINT)
+    assert driver.wait(timeout=60) == 130
+    docs = results.load_runs(tmp_path)
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["state"] == "interrupted" and "Ctrl-C" in meta["stopped_by"]
+    assert 1 <= sum(d["status"] == "ok" for d in docs) < 4 and {d["status"] for d in docs} <= {"ok"}
+    time.sleep(1)
+    assert not _fake_pids("slow"), "a cancelled run's worker is stopped"
+
+
+def test_a_cluster_without_the_resource_is_refused_before_anything_is_written(cluster, tmp_path, monkeypatch):
+    monkeypatch.setattr("rnnbench.ray_executor.RESOURCE", "no-such-resource")
+    with pytest.raises(ClusterError, match="no node of the Ray cluster carries the 'no-such-resource' resource"):
+        ray_run(cluster, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--every-node"], "--every-node needs --executor ray"),
+    (["--ray-address", "auto"], "--ray-address needs --executor ray"),
+    (["--executor", "ray", "--ray-address", "127.0.0.1:9"], "cannot reach the Ray cluster at 127.0.0.1:9"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, words):
+    p = rnnbench("run", "--profile", "smoke", "-i", "torch-nn", "--out", tmp_path / "out", *args, timeout=120)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and words in p.stderr, p.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_without_ray_installed_the_message_says_how_to_install_it(tmp_path):
+    fake = tmp_path / "noray" / "ray"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'ray'\", name='ray')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake.parent), os.environ.get("PYTHONPATH", "")])}
+    p = subprocess.run([sys.executable, "-m", "rnnbench.cli", "run", "--profile", "smoke", "-i", "torch-nn",
+                        "--executor", "ray", "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert p.returncode == 2 and "pip install 'rnnbench[ray]'" in p.stderr and p.stderr.count("\n") == 1, p.stderr
+    assert not (tmp_path / "out").exists()
