@@ -489,11 +489,21 @@ def cmd_report(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .compare import compare
+    """BASE against each NEW; an --every-node directory stands for its machines."""
+    import json
 
-    c = compare(Path(args.base), Path(args.new), factor=args.factor)
-    print(c.to_markdown())
-    return 1 if args.fail_on_regression and (c.has_regression or not c.compared) else 0
+    from .compare import compare_all, directories
+
+    dirs = directories([args.base, *args.new])
+    if len(dirs) < 2:
+        raise UsageError("the following arguments are required: new (another results directory; one is enough "
+                         "when it is an --every-node directory) (see `rnnbench compare --help`)")
+    comparisons = compare_all(dirs, factor=args.factor, normalise=args.normalise)
+    if args.json:
+        print(json.dumps([c.to_dict() for c in comparisons], indent=1, default=str, allow_nan=False))
+    else:
+        print("\n".join(c.to_markdown(all_rows=not args.only_changed) for c in comparisons))
+    return 1 if args.fail_on_regression and any(c.has_regression or not c.compared for c in comparisons) else 0
 
 
 def build_parser() -> Parser:
@@ -583,10 +593,18 @@ def build_parser() -> Parser:
     rep.add_argument("dir", type=directory, help="results directory (as written by `rnnbench run`)")
     rep.set_defaults(func=cmd_report, needs=("numpy", "pandas", "matplotlib"))
 
-    cmp = sub.add_parser("compare", help="compare two results directories",
-                         description="Ratio of medians per (scenario, implementation), significance, geometric mean.")
+    cmp = sub.add_parser("compare", help="compare results directories: runs, or machines",
+                         description="Ratio of medians per (scenario, implementation), significance, geometric mean: "
+                                     "BASE against each NEW. Runs on different machines are compared as machines "
+                                     "(faster or slower on this machine, not regressions); an --every-node directory "
+                                     "stands for its machines' directories.")
     cmp.add_argument("base", type=directory)
-    cmp.add_argument("new", type=directory)
+    cmp.add_argument("new", type=directory, nargs="*")
+    cmp.add_argument("--normalise", choices=("gemm",),
+                     help="gemm: divide out each machine's speed, scaling new times by new/base of the GEMM rates")
+    cmp.add_argument("--only-changed", action="store_true",
+                     help="list only the cells whose verdict is a change (or a failure)")
+    cmp.add_argument("--json", action="store_true", help="machine-readable output: a list, one per NEW")
     cmp.add_argument("--factor", type=slowdown, default=1.05, help="flag slowdowns beyond this ratio (default 1.05)")
     cmp.add_argument("--fail-on-regression", action="store_true",
                      help="exit 1 when a regression is flagged, or when no cell ran ok in both runs")

@@ -69,7 +69,6 @@ SUMMARY = (
     Column("verified", "text", choices=VERDICTS), *_text("device", "device_name"),
     *_count("threads", minimum=1), Column("flush_denormal", "switch"),
     *_count("batch", "time_steps", "features", "hidden", minimum=1),
-    *_text("node"),  # the Ray node a run ran on (rnnbench.ray_executor); empty for a local run
 )
 STEPS = (
     *_text("run_id", "scenario", "impl", "framework", "version"), *_count("parameters"),
