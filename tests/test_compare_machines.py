@@ -96,3 +96,32 @@ def test_cli_json_only_changed_and_a_single_every_node_directory(cli, base, othe
     assert p.returncode == 0 and "**MACHINES COMPARED**" in p.stdout, p.stderr
     p = cli("compare", base)
     assert p.returncode == 2 and "the following arguments are required: new" in p.stderr
+
+
+def test_the_report_of_an_every_node_directory_has_the_machines_section(base, tmp_path):
+    from rnnbench.report import write_report
+
+    run = tmp_path / "cluster"
+    on_machine(Path(shutil.copytree(base, run / "a")), node="a", cpu_flags=["avx2"], memory_gib=8.0)
+    on_machine(Path(shutil.copytree(base, run / "b")), node="b")
+
+    def twice_as_slow(doc):
+        doc.update({k: v * 2 for k, v in doc.items() if k.endswith("_s") and isinstance(v, float)})
+        for step in doc.get("step_log") or []:
+            step["runtime_s"] *= 2
+    edit_runs(run / "b", twice_as_slow)
+    (run / "nodes.json").write_text(json.dumps({"nodes": ["a", "b"]}))
+    assert write_report(run, plots=False) == run / "report.md"
+    md = (run / "report.md").read_text()
+    assert (run / "a" / "report.md").is_file() and (run / "b" / "report.html").is_file()
+    fastest = {}
+    for d in ("a", "b"):
+        docs = [json.loads(p.read_text()) for p in (run / d / "runs").glob("*.json")]
+        ok = [x for x in docs if x["status"] == "ok" and x["scenario"] == "gru-1x320-ce"]
+        fastest[d] = min(ok, key=lambda x: x["median_s"])
+    row = next(line for line in md.splitlines() if line.startswith("| gru-1x320-ce |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1].startswith(fastest["a"]["impl"]) and cells[1].endswith("(1.00\u00d7)")
+    assert cells[2].startswith(fastest["b"]["impl"]) and cells[2].endswith("(2.00\u00d7)")
+    assert "| a | Intel(R) Xeon(R) CPU @ 2.20GHz | 2 | avx2 | 8 GiB | none | 118 |" in md
+    assert "<h2>Machines</h2>" in (run / "report.html").read_text()

@@ -37,7 +37,6 @@ worse the implementation suits that machine than raw matrix speed says.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,6 +45,7 @@ import numpy as np
 
 from . import fmt
 from .analysis import Results, load
+from .machines import node_dirs
 
 EXACT_MAX = 50  # exact Mann-Whitney distribution up to this many samples per side
 BOOTSTRAP = 2000
@@ -62,7 +62,6 @@ SKIPPED_NEW = "skipped in new"
 SLOWER_HERE = "slower on this machine"  # REGRESSION and IMPROVEMENT when the machines differ
 FASTER_HERE = "faster on this machine"
 MACHINE_KEYS = ("hostname", "node", "cpu", "cores")  # meta.json's machine: what tells two apart
-NODES_FILE = "nodes.json"  # an --every-node results directory: one subdirectory per node
 
 
 # --- statistics (NumPy only) --------------------------------------------------------------
@@ -292,13 +291,7 @@ def machine_text(r: Results) -> str:
 
 def directories(paths: list[str | Path]) -> list[Path]:
     """The results directories named: an ``--every-node`` directory stands for its nodes'."""
-    out = []
-    for p in map(Path, paths):
-        try:
-            out += [p / n for n in json.loads((p / NODES_FILE).read_text())["nodes"]]
-        except (OSError, ValueError, KeyError, TypeError):
-            out.append(p)
-    return out
+    return [d for p in paths for d in (node_dirs(p) or [Path(p)])]
 
 
 def compare_all(dirs: list[str | Path], **kw) -> list[Comparison]:

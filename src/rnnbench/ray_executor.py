@@ -45,6 +45,7 @@ from .frameworks import FRAMEWORKS
 from .impls import IMPLEMENTATIONS
 from .launch import Launcher, cache_env, compile_cache, read_result, tail, thread_env
 from .machine import machine
+from .machines import NODES_FILE
 from .protocol import Job, read_progress
 from .runner import INTERRUPT_GRACE_S, Quiet, Runner
 from .scenarios import Scenario
@@ -56,7 +57,6 @@ RESOURCE_HINT = f"start each node with `ray start ... --resources '{{\"{RESOURCE
 NODE_LOST = "node lost"
 FEASIBILITY_EVERY_S = 5.0  # how often the driver checks that queued runs still have a node
 CONNECT_TIMEOUT_S = 5.0
-NODES_FILE = "nodes.json"  # in an --every-node directory: which subdirectory is which node
 
 
 class ClusterError(ResultsError):
