@@ -189,3 +189,18 @@ def test_without_ray_installed_the_message_says_how_to_install_it(tmp_path):
                        env=env, timeout=120)
     assert p.returncode == 2 and "pip install 'rnnbench[ray]'" in p.stderr and p.stderr.count("\n") == 1, p.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_cuda_run_without_a_gpu_node_is_skipped_and_resume_keeps_finished_runs(cluster, tmp_path):
+    runner = RayRunner(settings(tmp_path, device="cuda"), address=cluster.address)
+    assert runner.run(*MATRIX, ["test"]) == 0
+    assert {(d["status"], d["reason"]) for d in results.load_runs(tmp_path)} == {
+        ("skipped", "no node with the 'rnnbench' resource has a GPU, and --device cuda asks for one")}
+
+    assert ray_run(cluster, tmp_path / "r")[1] == 0
+    first = {d["impl"] + d["scenario"]: d["node"] for d in results.load_runs(tmp_path / "r")}
+    lines = []
+    again = RayRunner(settings(tmp_path / "r", resume=True), on_result=lambda label, doc: lines.append(label),
+                      address=cluster.address)
+    assert again.run(*MATRIX, ["test"]) == 0 and len(lines) == 4 and all(l.endswith("(kept)") for l in lines)
+    assert {d["impl"] + d["scenario"]: d["node"] for d in results.load_runs(tmp_path / "r")} == first

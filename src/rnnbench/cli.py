@@ -397,7 +397,8 @@ def cmd_run(args) -> int:
         try:
             docs, stopped = execute(args, run_settings(args))
             print(final_table(docs))
-            print(f"\nresults: {out}/summary.csv, {out}/results.csv, {out}/runs/")
+            where = f"{out}/<node>/" if args.every_node else f"{out}/"
+            print(f"\nresults: {where}summary.csv, {where}results.csv, {where}runs/")
             if stopped or args.no_report:
                 if stopped and not args.no_report:
                     print(f"report skipped (interrupted): `rnnbench report {out}` writes it")

@@ -304,7 +304,7 @@ class RayRunner:
     def dispatch(self, tasks: list[Task]) -> int:
         """Submit every runnable task, record each as it ends (retrying a lost one once),
         until none is left. Returns 0, or 130 / 143 after Ctrl-C / SIGTERM."""
-        pending, checked = {}, time.monotonic()
+        pending, checked, started, shown = {}, time.monotonic(), time.monotonic(), None
         for task in tasks:
             why = self.unplaceable(task)
             if why:
@@ -313,7 +313,9 @@ class RayRunner:
                 pending[self.submit(task)] = task
         try:
             while pending:
-                self.progress(f"{len(pending)} runs queued or running on {len(self.known)} nodes")
+                line = f"{len(pending)} runs queued or running on {len(self.known)} node(s)"
+                self.progress(line if line != shown else None, matrix_s=time.monotonic() - started)
+                shown = line
                 ready, _ = self.ray.wait(list(pending), num_returns=1, timeout=0.5)
                 for ref in ready:
                     self.finish(ref, pending.pop(ref), pending)
@@ -380,7 +382,7 @@ class RayRunner:
                "node": name, "node_info": info, "ray": clock}
         if task.attempts:
             doc["attempts"] = [{k: a.get(k) for k in ("status", "reason", "node")} for a in task.attempts]
-        self.on_result(task.label, sink.record(doc))
+        self.on_result(task.label if task.node else f"{task.label} on {name}", sink.record(doc))
 
     def describe_node(self, sink: Runner, name: str, info: dict) -> None:
         """Put a node's machine into meta.json once its first run is back: the machine of
