@@ -205,6 +205,11 @@ class Task:
         return self.job.device == "cuda"
 
 
+def attempts(task: Task) -> list[dict]:
+    """The lost attempts of a run, for its document."""
+    return [{k: a.get(k) for k in ("status", "reason", "node")} for a in task.attempts]
+
+
 class RayRunner:
     """A matrix run on a Ray cluster, with the interface ``cli.execute`` uses of a
     ``Runner``: ``run`` and, after it, ``docs``, ``meta``, ``stopped_by``. It records
@@ -238,8 +243,9 @@ class RayRunner:
             self.known = nodes(ray)
             if not self.known:
                 raise ClusterError(f"no node of the Ray cluster carries the {RESOURCE!r} resource: {RESOURCE_HINT}")
-            tasks = self.open(scenarios, impls, argv, missing)
-            status = self.dispatch(tasks)
+            status = self.dispatch(self.open(scenarios, impls, argv, missing))
+        except KeyboardInterrupt as e:  # while the directories were being taken
+            status, self.stopped_by = rundir.exit_status(e), rundir.cause(e)
         finally:
             for sink in self.sinks:
                 sink.stopped_by = sink.stopped_by or self.stopped_by
@@ -278,9 +284,9 @@ class RayRunner:
                         tasks.append(Task(sink, label, s, sink.job(s, impl, Path(tempfile.gettempdir())), name))
         return tasks
 
-    def unplaceable(self, task: Task) -> str | None:
-        """Why no live node can take ``task`` now, or None."""
-        live = nodes(self.ray)
+    def unplaceable(self, task: Task, live: dict | None = None) -> str | None:
+        """Why no live node (``live``: ``nodes()``, read now if None) can take ``task``, or None."""
+        live = nodes(self.ray) if live is None else live
         if task.node is not None and task.node not in live:
             return f"{NODE_LOST}: {task.node} is no longer in the cluster"
         if task.gpu and not any(n["Resources"].get("GPU", 0) >= 1 for n in live.values()):
@@ -305,13 +311,14 @@ class RayRunner:
         """Submit every runnable task, record each as it ends (retrying a lost one once),
         until none is left. Returns 0, or 130 / 143 after Ctrl-C / SIGTERM."""
         pending, checked, started, shown = {}, time.monotonic(), time.monotonic(), None
-        for task in tasks:
-            why = self.unplaceable(task)
-            if why:
-                self.on_result(task.label, task.sink.skip(task.scenario, task.job.impl, why))
-            else:
-                pending[self.submit(task)] = task
+        live = nodes(self.ray)
         try:
+            for task in tasks:
+                why = self.unplaceable(task, live)
+                if why:
+                    self.on_result(task.label, task.sink.skip(task.scenario, task.job.impl, why))
+                else:
+                    pending[self.submit(task)] = task
             while pending:
                 line = f"{len(pending)} runs queued or running on {len(self.known)} node(s)"
                 self.progress(line if line != shown else None, matrix_s=time.monotonic() - started)
@@ -326,13 +333,17 @@ class RayRunner:
             self.stopped_by = rundir.cause(e)
             self.cancel(pending)
             return rundir.exit_status(e)
+        except BaseException:  # a record that cannot be written: nothing more can be kept
+            self.cancel(pending, keep=False)
+            raise
         return 0
 
     def drop_unplaceable(self, pending: dict) -> None:
         """Cancel the queued runs that no live node can take any more (every node with the
         resource, or with a GPU, has left): skipped, not waited for forever."""
+        live = nodes(self.ray)
         for ref, task in list(pending.items()):
-            why = self.unplaceable(task)
+            why = self.unplaceable(task, live)
             if why and not self.ray.wait([ref], timeout=0)[0]:
                 self.ray.cancel(ref)
                 del pending[ref]
@@ -362,6 +373,8 @@ class RayRunner:
     def record_failure(self, task: Task, reason: str) -> dict:
         doc = run_document(task.job, task.sink.info, Outcome("exited", error=reason))
         doc.update(reason=reason, node=task.node or "")
+        if task.attempts:
+            doc["attempts"] = attempts(task)
         doc = task.sink.record(doc)
         self.on_result(task.label, doc)
         return doc
@@ -381,7 +394,7 @@ class RayRunner:
                "load_before": got["load_before"], "load_after": got.get("load_after"),
                "node": name, "node_info": info, "ray": clock}
         if task.attempts:
-            doc["attempts"] = [{k: a.get(k) for k in ("status", "reason", "node")} for a in task.attempts]
+            doc["attempts"] = attempts(task)
         self.on_result(task.label if task.node else f"{task.label} on {name}", sink.record(doc))
 
     def describe_node(self, sink: Runner, name: str, info: dict) -> None:
@@ -395,11 +408,13 @@ class RayRunner:
             sink.meta["nodes"][name] = info
             results.write_json(sink.out / "meta.json", sink.meta)
 
-    def cancel(self, pending: dict) -> None:
+    def cancel(self, pending: dict, keep: bool = True) -> None:
         """Cancel every unfinished run (a running one kills its worker's process group),
-        and record those that finished meanwhile."""
+        and record those that finished meanwhile (``keep``)."""
         for ref in pending:
             self.ray.cancel(ref)
+        if not (pending and keep):
+            return
         ready, _ = self.ray.wait(list(pending), num_returns=len(pending), timeout=INTERRUPT_GRACE_S + 5)
         for ref in ready:
             try:
