@@ -501,7 +501,9 @@ def cmd_compare(args) -> int:
                          "when it is an --every-node directory) (see `rnnbench compare --help`)")
     comparisons = compare_all(dirs, factor=args.factor, normalise=args.normalise)
     if args.json:
-        print(json.dumps([c.to_dict() for c in comparisons], indent=1, default=str, allow_nan=False))
+        from .results import strict
+
+        print(json.dumps([strict(c.to_dict()) for c in comparisons], indent=1, default=str, allow_nan=False))
     else:
         print("\n".join(c.to_markdown(all_rows=not args.only_changed) for c in comparisons))
     return 1 if args.fail_on_regression and any(c.has_regression or not c.compared for c in comparisons) else 0
