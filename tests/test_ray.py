@@ -79,6 +79,10 @@ def test_a_matrix_spreads_over_the_nodes_and_is_written_as_a_local_run(cluster, 
     shape = {p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*")}
     assert {p.relative_to(tmp_path / "ray") for p in (tmp_path / "ray").rglob("*")} == shape
     assert all((tmp_path / "ray" / "logs").iterdir())
+    script = Path(__file__).parents[1] / "scripts" / "ray_measure.py"
+    p = subprocess.run([sys.executable, str(script), "overhead", str(tmp_path / "ray")], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0 and "4 runs on 2 node(s)" in p.stdout and "dispatch overhead per run:" in p.stdout, p
 
 
 def test_every_node_runs_the_whole_matrix_on_each_node_into_its_own_directory(cluster, tmp_path):
@@ -208,3 +212,18 @@ def test_a_cuda_run_without_a_gpu_node_is_skipped_and_resume_keeps_finished_runs
                       address=cluster.address)
     assert again.run(*MATRIX, ["test"]) == 0 and len(lines) == 4 and all(l.endswith("(kept)") for l in lines)
     assert {d["impl"] + d["scenario"]: d["node"] for d in results.load_runs(tmp_path / "r")} == first
+
+
+def test_the_longest_runs_are_dispatched_first():
+    from types import SimpleNamespace
+
+    from rnnbench.plan import Evidence, estimate
+    from rnnbench.ray_executor import Task, longest_first
+
+    st = settings(Path("unused"), profile=PROFILES["quick"])
+    cells = [(SCENARIOS[s], i) for s in ("lstm-1x320-ce", "lstm-4x320bi-ctc") for i in ("torch-nn", "pytensor-scan")]
+    tasks = [Task(None, f"{s.name} {i}", s, SimpleNamespace(impl=i), None) for s, i in cells]
+    ordered = longest_first(tasks, st, Evidence.read(None))
+    times = [estimate(st, Evidence.read(None), t.scenario, t.job.impl).seconds for t in ordered]
+    assert times == sorted(times, reverse=True) and len(set(times)) == 4
+    assert ordered[0].label == "lstm-4x320bi-ctc pytensor-scan" and ordered[-1].label == "lstm-1x320-ce torch-nn"
