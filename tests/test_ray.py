@@ -95,6 +95,12 @@ def test_every_node_runs_the_whole_matrix_on_each_node_into_its_own_directory(cl
         meta = json.loads((tmp_path / name / "meta.json").read_text())
         assert meta["machine"]["node"] == name and meta["machine"]["cpu"] and meta["gemm"]["gflops"] > 0
         assert {d["node_info"]["node_id"] for d in docs} == {meta["machine"]["node_id"]}
+    # Resumed with every run kept, each directory still says which machine it is.
+    again = RayRunner(settings(tmp_path, resume=True), address=cluster.address, every_node=True)
+    assert again.run(*MATRIX, ["test"]) == 0
+    for name in names:
+        meta = json.loads((tmp_path / name / "meta.json").read_text())
+        assert meta["machine"]["node"] == name and meta["machine"]["cpu"] and meta["gemm"]["gflops"] > 0
 
 
 def test_a_run_past_its_timeout_is_killed_on_its_node(cluster, tmp_path):

@@ -263,8 +263,8 @@ class RayRunner:
         return status
 
     def open(self, scenarios, impls, argv, missing) -> list[Task]:
-        """Take each results directory, record what needs no node (kept, missing framework,
-        no node able to run it), and return the runs to dispatch."""
+        """Take each results directory, record what needs no node (kept by --resume, of a
+        missing framework), and return the runs to dispatch."""
         if self.every_node:
             self.out.mkdir(parents=True, exist_ok=True)
             results.write_json(self.out / NODES_FILE, {"nodes": sorted(self.known)})
@@ -285,7 +285,10 @@ class RayRunner:
                     label = f"{s.name} {impl}" + (f" on {name}" if name else "")
                     fw = IMPLEMENTATIONS[impl].framework
                     if (s.name, impl) in kept:
-                        self.on_result(label + " (kept)", kept[(s.name, impl)])
+                        doc = kept[(s.name, impl)]
+                        if doc.get("node_info"):  # the machine of a directory all of whose runs are kept
+                            self.describe_node(sink, name or doc["node"], doc["node_info"])
+                        self.on_result(label + " (kept)", doc)
                     elif fw in missing:
                         self.on_result(label, sink.skip(s, impl, f"framework {fw} is not installed "
                                                             f"({FRAMEWORKS[fw].install_hint()})"))
