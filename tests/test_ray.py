@@ -118,13 +118,15 @@ def _fake_pids(mode):
     return [int(p) for p in out.split()]
 
 
-def test_a_node_lost_mid_run_is_retried_on_another_and_both_attempts_are_recorded(cluster, tmp_path):
+def lose_a_node_once_busy(cluster):
+    """A third node, and a thread that removes it (as a crash would: no grace) once its
+    first run has measured the node's GEMM rate, that is as its worker starts."""
     doomed = cluster.add_node(**NODE)
     cluster.wait_for_nodes()
     marker = f"rnnbench-node-*-{doomed.node_id[:16]}-*.json"
     tmp = Path(os.environ.get("TMPDIR", "/tmp"))
 
-    def kill_when_busy():  # the node's first run has measured its GEMM rate: its worker starts now
+    def kill_when_busy():
         deadline = time.monotonic() + 60
         while not list(tmp.glob(marker)) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -132,6 +134,11 @@ def test_a_node_lost_mid_run_is_retried_on_another_and_both_attempts_are_recorde
 
     killer = threading.Thread(target=kill_when_busy)
     killer.start()
+    return doomed, killer
+
+
+def test_a_node_lost_mid_run_is_retried_on_another_and_both_attempts_are_recorded(cluster, tmp_path):
+    doomed, killer = lose_a_node_once_busy(cluster)
     matrix = ([SCENARIOS[s] for s in ("lstm-1x320-ce", "gru-1x320-ce", "lstm-1x320-ce-short")], ["torch-nn"])
     try:
         _, status, _ = ray_run(cluster, tmp_path, fake="slow", matrix=matrix)
@@ -142,6 +149,24 @@ def test_a_node_lost_mid_run_is_retried_on_another_and_both_attempts_are_recorde
     [retried] = [d for d in docs if d.get("attempts")]
     assert retried["attempts"][0]["status"] == "failed" and retried["attempts"][0]["reason"].startswith("node lost")
     assert doomed.node_id not in {d["node_info"]["node_id"] for d in docs}
+
+
+def test_with_every_node_a_lost_nodes_runs_end_as_lost_and_the_others_finish(cluster, tmp_path):
+    doomed, killer = lose_a_node_once_busy(cluster)
+    try:
+        _, status, _ = ray_run(cluster, tmp_path, fake="slow", every_node=True)
+    finally:
+        killer.join()
+    names = json.loads((tmp_path / NODES_FILE).read_text())["nodes"]
+    [lost] = [n for n in names if doomed.node_id.startswith(n.rsplit("-", 1)[1])]
+    assert status == 0 and len(names) == 3
+    for name in names:
+        docs = results.load_runs(tmp_path / name)
+        if name == lost:
+            assert len(docs) == 4 and all(d["status"] in ("failed", "skipped") and d["reason"].startswith("node lost")
+                                          for d in docs), [(d["status"], d["reason"]) for d in docs]
+        else:
+            assert [d["status"] for d in docs] == ["ok"] * 4
 
 
 DRIVER = """
