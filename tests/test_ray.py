@@ -26,6 +26,7 @@ from conftest import rnnbench  # noqa: E402
 
 FAKE = str(Path(__file__).with_name("fake_worker.py"))
 MATRIX = ([SCENARIOS["lstm-1x320-ce"], SCENARIOS["gru-1x320-ce"]], ["torch-nn", "jax-scan"])
+TMP = Path(os.environ.get("TMPDIR", "/tmp"))
 NODE = {"num_cpus": 1, "resources": {RESOURCE: 1}}
 # A raylet that is killed is declared dead within a second, not the default half minute.
 FAST_HEALTH = {"health_check_period_ms": 200, "health_check_failure_threshold": 3}
@@ -39,7 +40,15 @@ def cluster():
     c.add_node(**NODE)
     c.wait_for_nodes()
     yield c
+    for node in c.list_all_nodes():
+        forget(node)
     c.shutdown()
+
+
+def forget(node):
+    """Remove the node's cached machine and GEMM rate from the temp directory."""
+    for path in TMP.glob(f"rnnbench-node-*-{node.node_id[:16]}-*.json"):
+        path.unlink(missing_ok=True)
 
 
 def settings(out, fake="ok", **kw):
@@ -124,13 +133,13 @@ def lose_a_node_once_busy(cluster):
     doomed = cluster.add_node(**NODE)
     cluster.wait_for_nodes()
     marker = f"rnnbench-node-*-{doomed.node_id[:16]}-*.json"
-    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
 
     def kill_when_busy():
         deadline = time.monotonic() + 60
-        while not list(tmp.glob(marker)) and time.monotonic() < deadline:
+        while not list(TMP.glob(marker)) and time.monotonic() < deadline:
             time.sleep(0.05)
         cluster.remove_node(doomed, allow_graceful=False)
+        forget(doomed)
 
     killer = threading.Thread(target=kill_when_busy)
     killer.start()

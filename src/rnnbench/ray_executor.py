@@ -74,6 +74,8 @@ def node_info(run_id: str, node_id: str, threads: int) -> dict:
     try:
         info = json.loads(cache.read_text())
     except (OSError, ValueError):
+        for old in cache.parent.glob(f"rnnbench-node-*-{node_id[:16]}-*.json"):  # earlier runs' on this node
+            old.unlink(missing_ok=True)
         info = {**machine(), "node_id": node_id,
                 "gemm": gemm.in_subprocess(threads, {**os.environ, **thread_env(threads)})}
         cache.write_text(json.dumps(info))
