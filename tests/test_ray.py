@@ -5,6 +5,7 @@ lands, what is written, a node lost mid-matrix, a timeout, Ctrl-C, and bad input
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,7 +36,6 @@ FAST_HEALTH = {"health_check_period_ms": 200, "health_check_failure_threshold": 
 @pytest.fixture(scope="module")
 def cluster():
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ["FAKE_STEP_S"] = "0.2"  # the fake worker's "slow" mode: inherited by every node's workers
     c = Cluster(initialize_head=True, head_node_args={**NODE, "_system_config": FAST_HEALTH})
     c.add_node(**NODE)
     c.wait_for_nodes()
@@ -51,9 +51,22 @@ def forget(node):
         path.unlink(missing_ok=True)
 
 
-def settings(out, fake="ok", **kw):
+def settings(out, fake="ok", script=FAKE, **kw):
     return Settings(**{"profile": PROFILES["smoke"], "warmup": 1, "steps": 5, "threads": 1, "timeout_s": 60.0,
-                       "verify": False, "out": out, "worker": (FAKE, fake), **kw})
+                       "verify": False, "out": out, "worker": (str(script), fake), **kw})
+
+
+def own_fake(tmp_path) -> Path:
+    """A copy of the fake worker that only this test starts, so that its processes can be
+    told from those of tests running beside it."""
+    copy = tmp_path / "own_fake_worker.py"
+    shutil.copy(FAKE, copy)
+    return copy
+
+
+def running(script) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", str(script)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
 
 
 def ray_run(cluster, out, fake="ok", matrix=MATRIX, **kw):
@@ -113,18 +126,13 @@ def test_every_node_runs_the_whole_matrix_on_each_node_into_its_own_directory(cl
 
 
 def test_a_run_past_its_timeout_is_killed_on_its_node(cluster, tmp_path):
-    before = set(_fake_pids("hang"))
+    script = own_fake(tmp_path)
     out = tmp_path / "out"
-    runner = RayRunner(settings(out, "hang", timeout_s=3.0), address=cluster.address)
+    runner = RayRunner(settings(out, "hang", script, timeout_s=3.0), address=cluster.address)
     assert runner.run([SCENARIOS["lstm-1x320-ce"]], ["torch-nn"], ["test"]) == 0
     [doc] = results.load_runs(out)
     assert doc["status"] == "timeout" and doc["wall_s"] < 10 and "last reported: warmup step 1" in doc["reason"]
-    assert set(_fake_pids("hang")) <= before, "the hung worker was killed with its process group"
-
-
-def _fake_pids(mode):
-    out = subprocess.run(["pgrep", "-f", f"fake_worker.py {mode}"], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
+    assert not running(script), "the hung worker was killed with its process group"
 
 
 def lose_a_node_once_busy(cluster):
@@ -184,29 +192,30 @@ from pathlib import Path
 sys.path.insert(0, {tests!r})
 from test_ray import settings, MATRIX
 from rnnbench.ray_executor import RayRunner
-runner = RayRunner(settings(Path(sys.argv[1]), "slow"), on_result=lambda l, d: print(d["status"], flush=True),
+runner = RayRunner(settings(Path(sys.argv[1]), "slow", sys.argv[3]), on_result=lambda l, d: print(d["status"], flush=True),
                    address=sys.argv[2])
 sys.exit(runner.run(*MATRIX, ["test"]))
 """
 
 
 def test_ctrl_c_cancels_the_unfinished_runs_and_keeps_the_finished_ones(cluster, tmp_path):
+    script = own_fake(tmp_path)
     driver = subprocess.Popen([sys.executable, "-c", DRIVER.format(tests=str(Path(__file__).parent)),
-                               str(tmp_path), cluster.address], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               str(tmp_path / "out"), cluster.address, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
     assert driver.stdout.readline().strip() == "ok"  # one run finished; others are running or queued
     driver.send_signal(signal.SIGINT)
     out, err = driver.communicate(timeout=60)
     assert driver.returncode == 130, err
-    docs = results.load_runs(tmp_path)
-    meta = json.loads((tmp_path / "meta.json").read_text())
+    docs = results.load_runs(tmp_path / "out")
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     assert meta["state"] == "interrupted" and "Ctrl-C" in meta["stopped_by"]
     statuses = [d["status"] for d in docs]
     assert 1 <= statuses.count("ok") < 4 and set(statuses) == {"ok"}, statuses
     deadline = time.monotonic() + 10
-    while _fake_pids("slow") and time.monotonic() < deadline:
+    while running(script) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _fake_pids("slow"), "a cancelled run's worker is stopped"
+    assert not running(script), "a cancelled run's worker is stopped"
 
 
 def test_a_cluster_without_the_resource_is_refused_before_anything_is_written(cluster, tmp_path, monkeypatch):
