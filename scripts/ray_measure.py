@@ -72,9 +72,13 @@ def main() -> None:
     n = sub.add_parser("neutrality")
     n.add_argument("out", type=Path)
     n.add_argument("--rounds", type=int, default=3)
-    n.add_argument("extra", nargs="*", help="more `rnnbench run` options, after --")
-    args = p.parse_args()
-    overhead(args.dir) if args.what == "overhead" else neutrality(args.out, args.rounds, args.extra)
+    args, extra = p.parse_known_args()  # neutrality: more `rnnbench run` options after --
+    if args.what == "overhead" and extra:
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.what == "overhead":
+        overhead(args.dir)
+    else:
+        neutrality(args.out, args.rounds, [a for a in extra if a != "--"])
 
 
 if __name__ == "__main__":

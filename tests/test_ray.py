@@ -192,8 +192,8 @@ from pathlib import Path
 sys.path.insert(0, {tests!r})
 from test_ray import settings, MATRIX
 from rnnbench.ray_executor import RayRunner
-runner = RayRunner(settings(Path(sys.argv[1]), "slow", sys.argv[3]), on_result=lambda l, d: print(d["status"], flush=True),
-                   address=sys.argv[2])
+runner = RayRunner(settings(Path(sys.argv[1]), "slow", sys.argv[3]),
+                   on_result=lambda label, doc: print(doc["status"], flush=True), address=sys.argv[2])
 sys.exit(runner.run(*MATRIX, ["test"]))
 """
 
@@ -201,8 +201,8 @@ sys.exit(runner.run(*MATRIX, ["test"]))
 def test_ctrl_c_cancels_the_unfinished_runs_and_keeps_the_finished_ones(cluster, tmp_path):
     script = own_fake(tmp_path)
     driver = subprocess.Popen([sys.executable, "-c", DRIVER.format(tests=str(Path(__file__).parent)),
-                               str(tmp_path / "out"), cluster.address, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+                               str(tmp_path / "out"), cluster.address, str(script)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert driver.stdout.readline().strip() == "ok"  # one run finished; others are running or queued
     driver.send_signal(signal.SIGINT)
     out, err = driver.communicate(timeout=60)

@@ -41,8 +41,9 @@ def tables(runs: dict[str, Results]) -> list[tuple[str, list[list[str]]]]:
     about = [["machine", "CPU", "cores", "flags", "memory", "GPUs", "GEMM GFLOP/s"]]
     for name, r in runs.items():
         m = r.meta.get("machine") or {}
+        memory = f"{m['memory_gib']:g} GiB" if m.get("memory_gib") else "?"
         about.append([name, str(m.get("cpu", "?")), str(m.get("cores", "?")), ", ".join(m.get("cpu_flags") or []),
-                      f"{m['memory_gib']:g} GiB" if m.get("memory_gib") else "?", ", ".join(m.get("gpus") or []) or "none",
+                      memory, ", ".join(m.get("gpus") or []) or "none",
                       fmt.number((r.meta.get("gemm") or {}).get("gflops"))])
     best = {name: fastest(r) for name, r in runs.items()}
     scenarios = list(dict.fromkeys(s for r in runs.values() for s in r.scenarios))
