@@ -66,3 +66,26 @@ def test_core_modules_import_no_framework_at_the_top():
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
             bad = [r for r in roots if r.split(".")[0] in FRAMEWORKS]
             assert not bad, f"{name} imports {bad} at module level"
+
+
+def test_only_the_ray_executor_imports_ray_and_only_when_it_runs():
+    """Ray is an optional extra: importing any module, the Ray executor included, loads no
+    Ray; only the executor's functions import it, once `--executor ray` is chosen."""
+    for name, _, tree in modules():
+        top = {id(n) for n in tree.body}
+        for node in ast.walk(tree):
+            roots = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            if any(r.split(".")[0] == "ray" for r in roots):
+                assert name == "rnnbench.ray_executor", f"{name} imports Ray"
+                assert id(node) not in top, "rnnbench.ray_executor imports Ray at module level"
+
+
+def test_the_commands_load_no_ray_by_default():
+    import subprocess
+    import sys
+
+    code = ("import sys, rnnbench.cli, rnnbench.runner, rnnbench.ray_executor, rnnbench.compare, rnnbench.report; "
+            "rnnbench.cli.build_parser().parse_args(['run']); print('ray' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"

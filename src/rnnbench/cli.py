@@ -343,13 +343,13 @@ def execute(args, settings) -> tuple[list[dict], int]:
     line; every finished result is on disk either way. Raises ResultsError (one line, exit
     2) if the results directory is unusable or in use, or a record cannot be written."""
     from .rundir import cause, exit_status, sigterm_interrupts
-    from .runner import Runner
 
     progress, runner = Progress(), None
     with sigterm_interrupts():
         try:
             scenarios, impls, missing = selection(args)
-            runner = Runner(settings, progress, on_result=lambda label, doc: progress.result(label + result_line(doc)))
+            runner = executor(args, settings, progress,
+                              on_result=lambda label, doc: progress.result(label + result_line(doc)))
             stopped = runner.run(scenarios, impls, sys.argv, missing)
             why = runner.stopped_by
         except KeyboardInterrupt as e:  # before the run took the directory, or as it let go of it
@@ -362,6 +362,28 @@ def execute(args, settings) -> tuple[list[dict], int]:
     elif stopped:
         progress.result(f"rnnbench: interrupted ({why}) before the run started")
     return docs, stopped
+
+
+def executor(args, settings, progress, on_result):
+    """The local runner, or with ``--executor ray`` the Ray one (``rnnbench.ray_executor``)."""
+    if getattr(args, "executor", "local") == "ray":
+        from .ray_executor import RayRunner
+
+        return RayRunner(settings, progress, on_result, address=args.ray_address, every_node=args.every_node)
+    from .runner import Runner
+
+    return Runner(settings, progress, on_result=on_result)
+
+
+def check_executor(args) -> None:
+    """Options of the Ray executor without it: refused rather than silently ignored."""
+    if getattr(args, "executor", "local") != "ray":
+        for option in ("every_node", "ray_address"):
+            if getattr(args, option, None):
+                raise UsageError(f"--{option.replace('_', '-')} needs --executor ray")
+    elif (getattr(args, "processes", None) or 1) > 1:
+        raise UsageError("--processes runs on the local executor only (its processes are interleaved on one "
+                         "machine): drop --processes, or --executor ray")
 
 
 def run_settings(args):
@@ -379,7 +401,8 @@ def cmd_run(args) -> int:
         try:
             docs, stopped = execute(args, run_settings(args))
             print(final_table(docs))
-            print(f"\nresults: {out}/summary.csv, {out}/results.csv, {out}/runs/")
+            where = f"{out}/<node>/" if args.every_node else f"{out}/"
+            print(f"\nresults: {where}summary.csv, {where}results.csv, {where}runs/")
             if stopped or args.no_report:
                 if stopped and not args.no_report:
                     print(f"report skipped (interrupted): `rnnbench report {out}` writes it")
@@ -472,11 +495,23 @@ def cmd_report(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .compare import compare
+    """BASE against each NEW; an --every-node directory stands for its machines."""
+    import json
 
-    c = compare(Path(args.base), Path(args.new), factor=args.factor)
-    print(c.to_markdown())
-    return 1 if args.fail_on_regression and (c.has_regression or not c.compared) else 0
+    from .compare import compare_all, directories
+
+    dirs = directories([args.base, *args.new])
+    if len(dirs) < 2:
+        raise UsageError("the following arguments are required: new (another results directory; one is enough "
+                         "when it is an --every-node directory) (see `rnnbench compare --help`)")
+    comparisons = compare_all(dirs, factor=args.factor, normalise=args.normalise)
+    if args.json:
+        from .results import strict
+
+        print(json.dumps([strict(c.to_dict()) for c in comparisons], indent=1, default=str, allow_nan=False))
+    else:
+        print("\n".join(c.to_markdown(all_rows=not args.only_changed) for c in comparisons))
+    return 1 if args.fail_on_regression and any(c.has_regression or not c.compared for c in comparisons) else 0
 
 
 def build_parser() -> Parser:
@@ -538,6 +573,15 @@ def build_parser() -> Parser:
     run.add_argument("--resume", action="store_true",
                      help="continue the run in --out: keep its finished runs done with the same settings, sizes, "
                           "framework versions and source, run the rest (nothing is archived)")
+    run.add_argument("--executor", choices=("local", "ray"), default="local",
+                     help="where the runs go: this machine, one after another (local, the default), or a Ray "
+                          "cluster, one run per node at a time (ray: pip install 'rnnbench[ray]')")
+    run.add_argument("--ray-address", metavar="ADDRESS",
+                     help="the Ray cluster: auto (the one this machine belongs to) or HEAD:6379 (default: start a "
+                          "local Ray instance for this run)")
+    run.add_argument("--every-node", action="store_true",
+                     help="with --executor ray: the whole matrix on every node, into DIR/<node>/, to compare "
+                          "the machines")
     run.set_defaults(func=cmd_run, needs=("numpy",))
 
     plan = sub.add_parser("plan", parents=[run], add_help=False,
@@ -561,10 +605,18 @@ def build_parser() -> Parser:
     rep.add_argument("dir", type=directory, help="results directory (as written by `rnnbench run`)")
     rep.set_defaults(func=cmd_report, needs=("numpy", "pandas", "matplotlib"))
 
-    cmp = sub.add_parser("compare", help="compare two results directories",
-                         description="Ratio of medians per (scenario, implementation), significance, geometric mean.")
+    cmp = sub.add_parser("compare", help="compare results directories: runs, or machines",
+                         description="Ratio of medians per (scenario, implementation), significance, geometric mean: "
+                                     "BASE against each NEW. Runs on different machines are compared as machines "
+                                     "(faster or slower on this machine, not regressions); an --every-node directory "
+                                     "stands for its machines' directories.")
     cmp.add_argument("base", type=directory)
-    cmp.add_argument("new", type=directory)
+    cmp.add_argument("new", type=directory, nargs="*")
+    cmp.add_argument("--normalise", choices=("gemm",),
+                     help="gemm: divide out each machine's speed, scaling new times by new/base of the GEMM rates")
+    cmp.add_argument("--only-changed", action="store_true",
+                     help="list only the cells whose verdict is a change (or a failure)")
+    cmp.add_argument("--json", action="store_true", help="machine-readable output: a list, one per NEW")
     cmp.add_argument("--factor", type=slowdown, default=1.05, help="flag slowdowns beyond this ratio (default 1.05)")
     cmp.add_argument("--fail-on-regression", action="store_true",
                      help="exit 1 when a regression is flagged, or when no cell ran ok in both runs")
@@ -596,6 +648,7 @@ def _command(argv) -> int:
     except SystemExit as e:  # --help has printed its text (main flushes it)
         return e.code or 0
     check_threads(args)
+    check_executor(args)
     require(getattr(args, "needs", ()))
     return args.func(args)
 

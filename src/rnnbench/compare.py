@@ -24,18 +24,28 @@ flag, device, CPU, GEMM rate, framework versions) are listed but do not stop a c
 
 When no cell ran ok in both runs, the verdict says NOTHING COMPARED, and
 ``rnnbench compare --fail-on-regression`` exits 1: a gate that compared nothing must not pass.
+
+Two runs on different machines (meta.json's host, Ray node, CPU model or core count
+differ) are a comparison of machines, not of code: a significant change is "slower on
+this machine" or "faster on this machine" (the new run's machine), never a regression.
+``normalise="gemm"`` divides out each run's machine speed: each new median is scaled by
+new/base of the GEMM rates its efficiency was computed with (a machine with twice the
+GEMM rate is expected to take half the time), so what is left is how much better or
+worse the implementation suits that machine than raw matrix speed says.
+``directories`` expands an ``--every-node`` results directory into its machines.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from . import fmt
 from .analysis import Results, load
+from .machines import node_dirs
 
 EXACT_MAX = 50  # exact Mann-Whitney distribution up to this many samples per side
 BOOTSTRAP = 2000
@@ -49,6 +59,9 @@ NEWLY_FAILING = "newly failing"
 NEWLY_OK = "newly ok"
 NOT_OK = "not ok in either"
 SKIPPED_NEW = "skipped in new"
+SLOWER_HERE = "slower on this machine"  # REGRESSION and IMPROVEMENT when the machines differ
+FASTER_HERE = "faster on this machine"
+MACHINE_KEYS = ("hostname", "node", "cpu", "cores")  # meta.json's machine: what tells two apart
 
 
 # --- statistics (NumPy only) --------------------------------------------------------------
@@ -144,6 +157,7 @@ class Comparison:
     factor: float
     alpha: float
     rows: list[Row] = field(default_factory=list)
+    normalise: str | None = None  # "gemm": new medians scaled by new/base GEMM rate
     mismatches: list[str] = field(default_factory=list)  # what could not be compared
     differences: list[str] = field(default_factory=list)  # environment differences
     warnings: list[str] = field(default_factory=list)  # about the method's power
@@ -151,6 +165,10 @@ class Comparison:
     @property
     def compared(self) -> list[Row]:
         return [r for r in self.rows if r.compared]
+
+    @property
+    def machines_differ(self) -> bool:
+        return machine_id(self.base) != machine_id(self.new)
 
     @property
     def regressions(self) -> list[Row]:
@@ -191,6 +209,8 @@ class Comparison:
         fail = [r for r in self.rows if r.verdict == NEWLY_FAILING]
         parts = [f"{len(reg)} regression{'s' * (len(reg) != 1)}",
                  f"{len(self.improvements)} improvement{'s' * (len(self.improvements) != 1)}"]
+        if self.machines_differ:
+            parts = [f"{sum(r.verdict == v for r in self.rows)} {v}" for v in (SLOWER_HERE, FASTER_HERE)]
         if fail:
             parts.insert(1, f"{len(fail)} newly failing")
         g = self.geomean
@@ -211,8 +231,15 @@ class Comparison:
                 f"measured per-step times gives p < {self.alpha:g}; 95% CI: bootstrap of the "
                 "ratio of medians.", ""]
         verdict = ("REGRESSION" if self.has_regression else
-                   "NOTHING COMPARED" if not self.compared else "no regression")
+                   "NOTHING COMPARED" if not self.compared else
+                   "MACHINES COMPARED" if self.machines_differ else "no regression")
         out += [f"**{verdict}**: {self.summary_line()}.", ""]
+        if self.machines_differ:
+            out += [f"The runs are on different machines (base: {machine_text(self.base)}; new, \"this "
+                    f"machine\": {machine_text(self.new)}): a change is the machine's, not a regression.", ""]
+        if self.normalise:
+            out += ["new/base is normalised by the machines' GEMM rates: each new median is scaled by new/base "
+                    "of the GEMM rate its efficiency was computed with.", ""]
         out += [f"> Warning: {w}" for w in self.warnings] + ([""] if self.warnings else [])
         shown = [r for r in self.rows if all_rows or r.verdict not in (WITHIN, NOT_SIGNIFICANT)]
         if shown:
@@ -239,7 +266,45 @@ class Comparison:
         return "\n".join(out).rstrip() + "\n"
 
 
+    def to_dict(self) -> dict:
+        """The comparison as plain data (``rnnbench compare --json``)."""
+        def run(r: Results) -> dict:
+            return {"path": str(r.path), "run_id": r.run_id, "profile": r.profile, "machine": r.meta.get("machine"),
+                    "gemm_gflops": (r.meta.get("gemm") or {}).get("gflops")}
+
+        return {"base": run(self.base), "new": run(self.new), "factor": self.factor, "alpha": self.alpha,
+                "normalise": self.normalise, "machines_differ": self.machines_differ,
+                "has_regression": self.has_regression, "geomean": self.geomean,
+                "summary": self.summary_line(), "rows": [asdict(r) for r in self.rows],
+                "mismatches": self.mismatches, "differences": self.differences, "warnings": self.warnings}
+
+
+def machine_id(r: Results) -> tuple:
+    m = r.meta.get("machine") or {}
+    return tuple(m.get(k) for k in MACHINE_KEYS)
+
+
+def machine_text(r: Results) -> str:
+    m = r.meta.get("machine") or {}
+    return ", ".join(str(m[k]) for k in MACHINE_KEYS if m.get(k) is not None) or "unknown"
+
+
+def directories(paths: list[str | Path]) -> list[Path]:
+    """The results directories named: an ``--every-node`` directory stands for its nodes'."""
+    return [d for p in paths for d in (node_dirs(p) or [Path(p)])]
+
+
+def compare_all(dirs: list[str | Path], **kw) -> list[Comparison]:
+    """The first directory compared with each of the others."""
+    base = load(dirs[0])
+    return [compare(base, d, **kw) for d in dirs[1:]]
+
+
 def _verdict(r: Row) -> str:
+    if r.verdict == SLOWER_HERE:
+        return f"{r.verdict} (+{100 * (r.ratio - 1):.0f}%)"
+    if r.verdict == FASTER_HERE:
+        return f"{r.verdict} ({100 * (r.ratio - 1):.0f}%)"
     if r.verdict in (REGRESSION, NEWLY_FAILING):
         change = f" (+{100 * (r.ratio - 1):.0f}%)" if r.ratio else ""
         return f"**{r.verdict}**{change} \u2717"
@@ -267,7 +332,7 @@ def _env_differences(base: Results, new: Results) -> list[str]:
         if b.get(key) != n.get(key):
             out.append(f"{label}: base {b.get(key)!r}, new {n.get(key)!r}")
     bm, nm = b.get("machine") or {}, n.get("machine") or {}
-    for key in ("cpu", "cores", "python"):
+    for key in ("hostname", "node", "cpu", "cores", "cpu_flags", "memory_gib", "gpus", "python"):
         if bm.get(key) != nm.get(key):
             out.append(f"{key}: base {bm.get(key)!r}, new {nm.get(key)!r}")
     bg = (b.get("gemm") or {}).get("gflops")
@@ -289,13 +354,15 @@ def _env_differences(base: Results, new: Results) -> list[str]:
 
 
 def compare(base_dir: str | Path | Results, new_dir: str | Path | Results,
-            factor: float = 1.05, alpha: float = 0.05) -> Comparison:
+            factor: float = 1.05, alpha: float = 0.05, normalise: str | None = None) -> Comparison:
     """Compare two results directories (or loaded :class:`Results`). Raises ResultsError."""
     if not factor >= 1:  # NaN too
         raise ValueError(f"factor must be >= 1 (got {factor})")
+    if normalise not in (None, "gemm"):
+        raise ValueError(f"normalise must be None or 'gemm' (got {normalise!r})")
     base = base_dir if isinstance(base_dir, Results) else load(base_dir)
     new = new_dir if isinstance(new_dir, Results) else load(new_dir)
-    c = Comparison(base=base, new=new, factor=factor, alpha=alpha)
+    c = Comparison(base=base, new=new, factor=factor, alpha=alpha, normalise=normalise)
 
     same_profile = base.profile == new.profile
     if not same_profile:
@@ -366,10 +433,23 @@ def compare(base_dir: str | Path | Results, new_dir: str | Path | Results,
     return c
 
 
+def gemm_rate(summary_row) -> float | None:
+    """The GEMM rate a run's efficiency was computed with (its machine's, its node's)."""
+    g, e = summary_row.get("gflops"), summary_row.get("efficiency_pct")
+    return 100 * g / e if g and e and g == g and e == e else None
+
+
 def _judge(c: Comparison, row: Row, b, n) -> None:
-    row.ratio = row.new_median_s / row.base_median_s
+    scale = 1.0
+    if c.normalise == "gemm":
+        rates = gemm_rate(b), gemm_rate(n)
+        if None in rates:
+            row.note = "no GEMM rate to normalise by (a GPU run, or no rate measured): not compared"
+            return
+        scale = rates[1] / rates[0]
+    row.ratio = row.new_median_s * scale / row.base_median_s
     xb = c.base.samples(row.scenario, row.impl)
-    xn = c.new.samples(row.scenario, row.impl)
+    xn = c.new.samples(row.scenario, row.impl) * scale
     if len(xb) >= 2 and len(xn) >= 2:
         _, row.p_value = mann_whitney(xn, xb)
         row.method = "mann-whitney"
@@ -387,12 +467,12 @@ def _judge(c: Comparison, row: Row, b, n) -> None:
             significant = False
             row.note = "no per-step times and no confidence intervals: significance unknown"
         else:
-            significant = nl > bh or nh < bl
+            significant = nl * scale > bh or nh * scale < bl
             row.note = "no per-step times: significance from the medians' confidence intervals"
     if row.ratio > c.factor and significant:
-        row.verdict = REGRESSION
+        row.verdict = SLOWER_HERE if c.machines_differ else REGRESSION
     elif row.ratio < 1 / c.factor and significant:
-        row.verdict = IMPROVEMENT
+        row.verdict = FASTER_HERE if c.machines_differ else IMPROVEMENT
     elif 1 / c.factor <= row.ratio <= c.factor:
         row.verdict = WITHIN
     else:

@@ -30,6 +30,12 @@ def write_report(directory: str | Path, *, plots: bool = True) -> Path:
     and the charts into DIR/plots/ unless ``plots`` is False; returns report.md's path.
     Raises :class:`rnnbench.errors.ResultsError` for an unreadable directory, and for one
     it cannot write into (read-only, full, or a file where a folder should be)."""
+    from . import machines
+
+    if machines.node_dirs(directory):  # --every-node: each machine's report, and the machines section
+        for d in machines.node_dirs(directory):
+            write_report(d, plots=plots)
+        return machines.write_report(directory)
     results = load(directory)
     path = results.path / "report.md"
     try:
