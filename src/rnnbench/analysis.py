@@ -226,9 +226,10 @@ def _read_csv(path: Path, columns: list[str]) -> list[tuple[int, dict]]:
             header = next(reader, None)
             if header is None:
                 raise ResultsError(f"{path}: empty (no header)")
-            missing = [c for c in columns if c not in header and not schema.COLUMNS[c].optional]
+            required = [c for c in columns if not schema.COLUMNS[c].optional]
+            missing = [c for c in required if c not in header]
             if len(missing) > 3:
-                raise ResultsError(f"{path}: missing {len(missing)} of its {len(columns)} columns "
+                raise ResultsError(f"{path}: missing {len(missing)} of its {len(required)} columns "
                                    f"({', '.join(missing[:3])}, ...)")
             if missing:
                 raise ResultsError(f"{path}: missing column(s) {', '.join(missing)}")

@@ -11,7 +11,7 @@ the achieved precision (``ci_halfwidth_pct``) and the drift (``drift_pct``, ``dr
 Later, as optional columns (``Column.optional``): a run measured in several processes
 (``--processes K``) records ``processes``, the spread between their medians
 (``process_spread_pct``) beside the typical spread within one (``process_ci_pct``), and
-each step its ``process``.
+each step its ``process``; a run of the Ray executor, the ``node`` it ran on.
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ SUMMARY = (
     Column("processes", "int", minimum=1, optional=True),
     Column("process_spread_pct", "float", minimum=0, optional=True),
     Column("process_ci_pct", "float", minimum=0, optional=True),
+    Column("node", "text", optional=True),  # the Ray node a run ran on (--executor ray)
 )
 STEPS = (
     *_text("run_id", "scenario", "impl", "framework", "version"), *_count("parameters"),
