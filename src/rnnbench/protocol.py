@@ -20,6 +20,8 @@ Job (runner -> worker), version ``rnnbench.job/2``:
                     that size with those hyper-parameters, its loss and weights handed back
     result          the path the worker writes its Result to
     progress        the path of its progress file: one step record per line as steps end
+    timed           bench: what a timed step is, "train" (forward, backward and update; also
+                    when null or absent) or "forward" (the loss only: Trainer.forward)
 
 Result (worker -> runner), version ``rnnbench.result/2``: ``status`` ("ok" | "failed" |
 "skipped") and ``reason``, then what the worker learnt, each null where it got no further:
@@ -44,6 +46,7 @@ import os
 JOB_VERSION = "rnnbench.job/2"
 RESULT_VERSION = "rnnbench.result/2"
 MODES = ("bench", "verify")
+TIMED = ("train", "forward")
 DEVICES = ("auto", "cpu", "cuda")
 WORKER_STATUSES = ("ok", "failed", "skipped")
 PHASES = ("warmup", "measure")
@@ -65,7 +68,7 @@ SCENARIO_FIELDS = (
     ("name", TEXT, True), ("cell", TEXT, True), ("layers", WHOLE, True), ("hidden", WHOLE, True),
     ("bidirectional", FLAG, True), ("loss", TEXT, True), ("classes", WHOLE, True),
     ("batch", WHOLE, True), ("time_steps", WHOLE, True), ("features", WHOLE, True),
-    ("description", TEXT, False),
+    ("description", TEXT, False), ("custom", FLAG, False),
 )
 VERIFY_SPEC_FIELDS = (("scenario", MAPPING, True), ("lr", NUMBER, True), ("adam_eps", NUMBER, True))
 STOP_FIELDS = (("precision", NUMBER, True), ("min_steps", WHOLE, True), ("max_time_s", NUMBER, True),
@@ -191,12 +194,15 @@ class Job(Document):
         ("warmup", WHOLE, True), ("steps", WHOLE, True), ("threads", WHOLE, True),
         ("flush_denormal", FLAG, True), ("device", TEXT, True), ("verify", MAPPING, False),
         ("result", TEXT, True), ("progress", TEXT, True), ("stop", MAPPING, False),
+        ("timed", TEXT, False),
     )
 
     @classmethod
     def check_rules(cls, doc, where):
         check_choice(doc["mode"], MODES, where + ".mode")
         check_choice(doc["device"], DEVICES, where + ".device")
+        if doc.get("timed") is not None:
+            check_choice(doc["timed"], TIMED, where + ".timed")
         if doc["warmup"] < 0 or doc["steps"] < 0 or doc["threads"] < 1:
             raise ProtocolError(where + ": warmup and steps must be >= 0, threads >= 1")
         if doc["mode"] == "bench":

@@ -7,7 +7,9 @@ and ``results.csv`` are exports of those documents, one cell per column, written
 :func:`cell`. Units are in the names: ``_s`` seconds, ``_mib`` mebibytes, ``gflops``
 GFLOP/s, ``efficiency_pct`` the percentage of the measured GEMM rate; ``_pct`` a percentage.
 Version 3 added how many steps a run took and why (``stop_reason``, ``warmup_reason``),
-the achieved precision (``ci_halfwidth_pct``) and the drift (``drift_pct``, ``drift``: "up", "down" or "").
+the achieved precision (``ci_halfwidth_pct``) and the drift (``drift_pct``, ``drift``: "up", "down" or "");
+then ``layers`` and ``timed``: what a timed step was, "train" (forward, backward and update)
+or "forward" (``--mode forward``: the loss only); empty in documents written before: "train".
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .protocol import STOP_REASONS, WARMUP_REASONS
+from .protocol import STOP_REASONS, TIMED, WARMUP_REASONS
 
 META_SCHEMA = "rnnbench.meta/1"
 RUN_SCHEMA = "rnnbench.run/3"
@@ -68,7 +70,8 @@ SUMMARY = (
     *_count("parameters"), *_text("checks"), Column("stable", "bool"),
     Column("verified", "text", choices=VERDICTS), *_text("device", "device_name"),
     *_count("threads", minimum=1), Column("flush_denormal", "switch"),
-    *_count("batch", "time_steps", "features", "hidden", minimum=1),
+    *_count("batch", "time_steps", "features", "hidden", "layers", minimum=1),
+    Column("timed", "text", choices=TIMED),
 )
 STEPS = (
     *_text("run_id", "scenario", "impl", "framework", "version"), *_count("parameters"),
@@ -164,7 +167,7 @@ META_FIELDS = {
     "argv": "texts", "rnnbench": "text", "threads": "int", "flush_denormal": "bool",
     "device": "text", "warmup": "int", "steps": "int", "timeout_s": "seconds", "time_steps": "int",
     "stop": "object", "stop.precision": "rate", "stop.min_steps": "int", "stop.max_time_s": "seconds",
-    "stop.max_warmup": "int",
+    "stop.max_warmup": "int", "timed": "text",
     "scenarios": "texts", "impls": "texts", "interrupted": "bool",
     "machine": "object", "machine.cpu": "text", "machine.cores": "int", "machine.python": "text",
     "machine.platform": "text", "git": "object", "git.revision": "text", "git.dirty": "bool",
