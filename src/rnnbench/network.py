@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 
 from .scenarios import Profile, Scenario, apply_profile, validate
 
@@ -86,6 +87,23 @@ def name_of(s: Scenario) -> str:
     if s.features != DEFAULT_FEATURES:
         name += f"-f{s.features}"
     return name + (f"-c{s.classes}" if s.classes != DEFAULT_CLASSES[s.loss] else "")
+
+
+NAME = re.compile(r"(?P<cell>gru|lstm)-(?P<layers>\d+)x(?P<hidden>\d+)(?P<bi>bi)?-(?P<loss>ce|ctc)"
+                  r"-b(?P<batch>\d+)-t(?P<time_steps>\d+)(?:-f(?P<features>\d+))?(?:-c(?P<classes>\d+))?")
+
+
+def shape_of(name: str) -> dict | None:
+    """The shape a custom scenario's name says (``name_of`` read back), or None for
+    another name: what the scaling report groups points by."""
+    m = NAME.fullmatch(name)
+    if not m:
+        return None
+    d = m.groupdict()
+    return {"cell": d["cell"], "layers": int(d["layers"]), "hidden": int(d["hidden"]), "bidirectional": bool(d["bi"]),
+            "loss": d["loss"], "batch": int(d["batch"]), "time_steps": int(d["time_steps"]),
+            "features": int(d["features"] or DEFAULT_FEATURES),
+            "classes": int(d["classes"] or DEFAULT_CLASSES[d["loss"]])}
 
 
 def describe(s: Scenario) -> str:

@@ -73,6 +73,10 @@ def render(results: Results | Sequence[Results]) -> str:
         "data": json_for_script(data),
         "app": (STATIC / "page.js").read_text(encoding="utf-8"),
     }
+    from .scaling import html as scaling_html  # sweeps: charts and fitted models, before the failures
+
+    parts["scaling"] = "".join(map(scaling_html, runs))
+    page = page.replace('<section id="problems">', '{{scaling}}<section id="problems">', 1)
     # One pass, so that a placeholder-like text inside an inlined part stays as it is.
     return re.sub(r"\{\{(\w+)\}\}", lambda m: parts[m.group(1)], page)
 
