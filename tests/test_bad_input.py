@@ -313,7 +313,7 @@ DAMAGES = {
     "summary NUL": (edit_text("summary.csv", lambda t: t.replace(",0.119174,", ",0.11\x009174,", 1)),
                     "summary.csv: line 2 field 'median_s': expected a number, got '0.11\\x009174'"),
     "summary of another tool": (write("summary.csv", "name,value\nx,1\n"),
-                                "summary.csv: missing 39 of its 39 columns (run_id, profile, scenario, ...)"),
+                                "summary.csv: missing 41 of its 41 columns (run_id, profile, scenario, ...)"),
     "summary a directory": (lambda d: ((d / "summary.csv").unlink(), (d / "summary.csv").mkdir()), "summary.csv: missing"),
     # results.csv (an export: it must agree with runs/)
     "steps missing": (remove("results.csv"), "results.csv: missing, though runs/ holds 60"),

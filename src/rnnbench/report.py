@@ -315,9 +315,9 @@ def render(results: Results, charts: dict[str, Path] | None = None) -> str:
     for scenario in results.scenarios:
         out += [_detail(results, scenario, charts), ""]
 
-    from .scaling import markdown as scaling_section
+    from .scaling_report import markdown as scaling_section
 
-    out += scaling_section(results, charts, lambda p: _rel(p, results.path))
+    out += scaling_section(results, charts, lambda p: _rel(p, results.path), _table)
     out += ["## Failures, skips and flags", "", _problems(results), ""]
     out += ["## Environment", "", _environment(results), ""]
     return "\n".join(out).rstrip() + "\n"

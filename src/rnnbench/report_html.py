@@ -73,7 +73,7 @@ def render(results: Results | Sequence[Results]) -> str:
         "data": json_for_script(data),
         "app": (STATIC / "page.js").read_text(encoding="utf-8"),
     }
-    from .scaling import html as scaling_html  # sweeps: charts and fitted models, before the failures
+    from .scaling_report import html as scaling_html  # sweeps: charts and fitted models, before the failures
 
     parts["scaling"] = "".join(map(scaling_html, runs))
     page = page.replace('<section id="problems">', '{{scaling}}<section id="problems">', 1)

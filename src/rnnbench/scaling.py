@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import fmt
 from .network import SWEEP_KEYS, shape_of
 
 LABELS = {"batch": "batch", "time_steps": "time steps", "hidden": "hidden size", "layers": "layers",
@@ -185,8 +186,6 @@ class Section:
 
 def sections(results) -> list[Section]:
     """The report's scaling section, one part per sweep in ``results`` (analysis.Results)."""
-    from . import fmt
-
     out = []
     for sw in find_sweeps(results.ok.to_dict("records")):
         label = LABELS[sw.key]
@@ -206,48 +205,3 @@ def sections(results) -> list[Section]:
         out.append(Section(sw, f"{label.capitalize()} sweep: {sw.title}",
                            ["Implementation", "points", *header, "R²"], rows, notes))
     return out
-
-
-def markdown(results, charts: dict, rel) -> list[str]:
-    """The scaling section of report.md (no lines without a sweep); ``charts`` holds the
-    ``scaling:<n>`` paths of plots.write_plots, ``rel`` makes them relative."""
-    from .report import _table
-
-    parts = sections(results)
-    if not parts:
-        return []
-    out = ["## Scaling: how the cost grows with the work", "", INTRO.format(what=step_name(results.meta)), ""]
-    for n, part in enumerate(parts, 1):
-        out += [f"### {part.heading}", ""]
-        if f"scaling:{n}" in charts:
-            out += [f"![{part.heading}]({rel(charts[f'scaling:{n}'])})", ""]
-        out += [_table(part.header, part.rows, ["l", "r", "r", "r", "r"]), "", *part.notes, ""]
-    return out
-
-
-def html(results) -> str:
-    """The scaling section of report.html ("" without a sweep): the same parts, each
-    chart inlined as a PNG so that the page stays one self-contained file."""
-    import base64
-    import io
-    from html import escape
-
-    from .plots import scaling_figure
-
-    parts = sections(results)
-    if not parts:
-        return ""
-    what = step_name(results.meta)
-    out = ['<section id="scaling">', "<h2>Scaling: how the cost grows with the work</h2>",
-           f"<p>{escape(INTRO.format(what=what).replace('*', ''))}</p>"]
-    for part in parts:
-        png = io.BytesIO()
-        scaling_figure(part.sweep, what).savefig(png, format="png", facecolor="white")
-        cells = lambda row, tag: "".join(f"<{tag}>{escape(c)}</{tag}>" for c in row)
-        out += [f"<h3>{escape(part.heading)}</h3>",
-                f'<img alt="{escape(part.heading)}" src="data:image/png;base64,'
-                f'{base64.b64encode(png.getvalue()).decode()}">',
-                f"<table><thead><tr>{cells(part.header, 'th')}</tr></thead><tbody>"
-                + "".join(f"<tr>{cells(r, 'td')}</tr>" for r in part.rows) + "</tbody></table>",
-                *(f"<p>{escape(note)}</p>" for note in part.notes)]
-    return "\n".join(out + ["</section>"])
