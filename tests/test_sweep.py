@@ -229,6 +229,31 @@ def test_forward_report_says_so(tmp_path):
     assert "the median time per forward pass against one size" in text
 
 
+# --- forward steps against the reference ------------------------------------------------------
+
+@pytest.mark.parametrize("impl, spec", [("torch-nn", "gru,layers=2,bi,ctc"), ("torch-cell", "lstm,bi,ctc,classes=7"),
+                                        ("jax-scan", "lstm,layers=2,bi,ctc"), ("flax-nnx", "gru,layers=2")])
+def test_forward_is_the_reference_loss_and_updates_nothing(impl, spec):
+    """A custom network built at its verification size: the forward step's loss is the
+    float64 reference's, the same every call, and the weights stay as they were."""
+    import numpy as np
+
+    from conftest import build_impl
+    from rnnbench.data import canonical_weights, make_batch
+    from rnnbench.impls.base import Config
+    from rnnbench.reference import loss_and_grads
+    from rnnbench.verify import LOSS_RTOL
+
+    pytest.importorskip("torch" if impl.startswith("torch") else "flax")
+    s = verify_scenario(parse_network(spec)[0])
+    w0, batch = canonical_weights(s), make_batch(s)
+    trainer = build_impl(impl, Config(s, batch, w0))
+    ref, _ = loss_and_grads(s, batch, w0)
+    first, second = trainer.forward(), trainer.forward()
+    assert abs(first - ref) <= LOSS_RTOL * abs(ref) and first == second
+    assert all(np.array_equal(v, w0[k]) for k, v in trainer.weights().items())
+
+
 # --- end to end, smoke size --------------------------------------------------------------------
 
 def summary(out) -> dict:
@@ -272,3 +297,9 @@ def test_forward_mode_end_to_end(tmp_path):
         assert doc["verified"] == "yes"  # the training step is still checked against the reference
     assert all(r["timed"] == "forward" for r in summary(out).values())
     assert not math.isnan(float(summary(out)[("gru-1x320-ce", "torch-nn")]["median_s"]))
+    # resumed as training: a forward-only run is not one to keep
+    first = summary(out)[("gru-1x320-ce", "torch-nn")]["run_id"]
+    assert cli.main(["run", "--profile", "smoke", "-s", "gru-1x320-ce", "-i", "torch-nn", "--out", str(out),
+                     "--no-report", "--resume"]) == 0
+    again = summary(out)[("gru-1x320-ce", "torch-nn")]
+    assert again["timed"] == "train" and again["run_id"] != first

@@ -414,7 +414,7 @@ def cmd_plan(args) -> int:
     runner, kept = Runner(st), {}
     if st.resume and rundir.holds_run(st.out):
         _, docs = rundir.resumable(st.out, runner.settings_meta())
-        kept = kept_runs(docs, runner.planned(scenarios, impls))
+        kept = kept_runs(docs, runner.planned(scenarios, impls), st.timed)
     evidence = Evidence.read(st.out)
     rows = [(s.name, i, estimate(st, evidence, s, i, missing, kept)) for s in scenarios for i in impls]
     print(f"Time plan: {len(rows)} runs, profile {st.profile.name}, {st.warmup} warm-up + {st.steps} measured steps "
