@@ -227,6 +227,9 @@ def test_forward_report_says_so(tmp_path):
     text = write_report(tmp_path, plots=False).read_text()
     assert "Median wall-clock time per forward pass (the loss only" in text
     assert "the median time per forward pass against one size" in text
+    html = (tmp_path / "report.html").read_text()
+    assert "per forward pass\n    (the loss only, no backward or update: --mode forward)" in html
+    assert "per training step" not in html
 
 
 # --- forward steps against the reference ------------------------------------------------------

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from . import fmt
 from .impls import colour, family_colour
+from .scaling import LABELS, find_sweeps, step_name
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -180,7 +181,7 @@ def bar_chart(results: "Results", scenario: str, path: Path) -> Path | None:
     ax = fig.add_axes((left / WIDTH_IN, bottom / height, 1 - (left + 0.2) / WIDTH_IN,
                        (height - top - bottom) / height))
     unit = _draw_bars(ax, ok, labels, float(ok["median_s"].min()))
-    ax.set_xlabel(f"median time per training step [{unit}]  (lower is better)", fontsize=FONT)
+    ax.set_xlabel(f"median time per {step_name(results.meta)} [{unit}]  (lower is better)", fontsize=FONT)
     desc = SCENARIOS[scenario].description if scenario in SCENARIOS else ""
     fig.text(0.5 / WIDTH_IN, 1 - 0.28 / height, f"{scenario}" + (f":  {desc}" if desc else ""),
              fontsize=FONT + 2, weight="bold", va="center")
@@ -226,7 +227,7 @@ def overview_chart(results: "Results", path: Path) -> Path | None:
     fig.text(0.5 / WIDTH_IN, 1 - 0.25 / height, "Fastest implementation per framework",
              fontsize=FONT + 2, weight="bold", va="center")
     shape = results.shape(scenarios[0])
-    sub = f"{results.profile} profile \u00b7 median time per training step (lower is better), " \
+    sub = f"{results.profile} profile \u00b7 median time per {step_name(results.meta)} (lower is better), " \
           f"whiskers 95% CI \u00b7 ratio to the fastest of each scenario"
     if shape:
         sub += f" \u00b7 T = {shape['time_steps']}"
@@ -279,7 +280,7 @@ def steps_chart(results: "Results", scenario: str, path: Path) -> Path | None:
         ax.axvspan(0.5, max_warm + 0.5, color="#eeeeee", zorder=0)
         ax.text((max_warm + 1) / 2, 1.01, "warm-up", transform=ax.get_xaxis_transform(),
                 va="bottom", ha="center", fontsize=FONT - 1.5, color="#666666")
-    ax.set_xlabel("training step (warm-up, then measured)", fontsize=FONT)
+    ax.set_xlabel(f"{step_name(results.meta)} (warm-up, then measured)", fontsize=FONT)
     ax.set_ylabel(f"time per step [{unit}], log scale", fontsize=FONT)
     ax.tick_params(labelsize=FONT - 1)
     ax.grid(which="major", color="#e6e6e6", zorder=0)
@@ -304,8 +305,6 @@ def scaling_figure(sweep, what: str = "training step"):
     """One sweep (a ``rnnbench.scaling.Sweep``): median time per step against the swept
     size, both axes logarithmic, one line per implementation in its colour, 95% CI bars."""
     import numpy as np
-
-    from .scaling import LABELS
 
     height = 4.2
     fig = _figure(height)
@@ -341,7 +340,6 @@ def write_plots(results: "Results", outdir: str | Path | None = None) -> dict[st
     """Write every chart into ``outdir`` (default DIR/plots). Returns {key: path} with keys
     ``overview``, ``bars:<scenario>``, ``steps:<scenario>`` and ``scaling:<n>`` (the n-th
     of ``rnnbench.scaling.find_sweeps``) for the charts drawn."""
-    from .scaling import find_sweeps, step_name
 
     out = Path(outdir) if outdir is not None else results.path / "plots"
     written: dict[str, Path] = {}
