@@ -307,11 +307,11 @@ def test_smoke_sweep_end_to_end_and_resumed_per_point(tmp_path):
 
 def test_forward_mode_end_to_end(tmp_path):
     out = tmp_path / "fwd"
-    code = cli.main(["run", "--profile", "smoke", "-s", "gru-1x320-ce", "-i", "torch-nn", "-i", "jax-scan",
+    code = cli.main(["run", "--profile", "smoke", "-s", "gru-1x320-ce", "-i", "torch-nn", "-i", "torch-cell",
                      "--mode", "forward", "--out", str(out), "--no-report"])
     assert code == 0
     assert json.loads((out / "meta.json").read_text())["timed"] == "forward"
-    for impl in ("torch-nn", "jax-scan"):
+    for impl in ("torch-nn", "torch-cell"):  # (the JAX and Flax forward steps: against the reference above)
         doc = json.loads((out / "runs" / f"gru-1x320-ce__{impl}.json").read_text())
         assert doc["status"] == "ok" and doc["timed"] == "forward"
         # nothing is updated: "decreasing" does not apply (the overhead check may flag a busy machine)
