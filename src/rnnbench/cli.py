@@ -530,9 +530,11 @@ def build_parser() -> Parser:
                           "(default: the profile's; full: 600)")
     run.add_argument("--warmup", type=non_negative_int, help="warm-up steps, not in the statistics (default: the profile's)")
     run.add_argument("--time-steps", type=positive_int, metavar="T", help="override the time axis length")
-    for size in ("batch", "hidden", "layers", "features", "classes"):
+    for size, what in (("batch", "sequences per batch"), ("hidden", "hidden units per layer and direction"),
+                       ("layers", "RNN layers"), ("features", "input features per time step"),
+                       ("classes", "Dense outputs (CTC: with the blank)")):
         run.add_argument(f"--{size}", type=positive_int, metavar="N",
-                         help=f"the {size} of every selected scenario (a custom point; default: the scenario's)")
+                         help=f"{what} of every selected scenario, or of --network (default: the scenario's)")
     run.add_argument("--sweep", action="append", metavar="KEY=V1,V2,...",
                      help="run each value of a size (batch, hidden, time_steps, layers, features) as its own point; "
                           "repeatable: the cartesian product")

@@ -42,9 +42,6 @@ class Fit:
     b: float
     r2: float | None
 
-    def __call__(self, x: float) -> float:
-        return self.a + self.b * x if self.kind == "linear" else self.a * x ** self.b
-
 
 @dataclass
 class Crossover:
