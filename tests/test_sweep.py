@@ -277,6 +277,19 @@ def test_forward_is_the_reference_loss_and_updates_nothing(impl, spec):
     assert all(np.array_equal(v, w0[k]) for k, v in trainer.weights().items())
 
 
+def test_verification_catches_a_wrong_forward_loss():
+    from rnnbench.data import canonical_weights, make_batch
+    from rnnbench.reference import train_step
+    from rnnbench.verify import VERIFY_EPS, VERIFY_LR, compare
+
+    s = verify_scenario(SCENARIOS["gru-1x320-ce"])
+    w0, batch = canonical_weights(s), make_batch(s)
+    loss, _, new = train_step(s, batch, w0, lr=VERIFY_LR, eps=VERIFY_EPS)
+    assert compare(s, batch, w0, loss, new, forward_loss=loss).ok
+    wrong = compare(s, batch, w0, loss, new, forward_loss=loss * 1.01)
+    assert not wrong.ok and wrong.message.startswith("forward step's loss")
+
+
 # --- end to end, smoke size --------------------------------------------------------------------
 
 def summary(out) -> dict:
@@ -319,7 +332,7 @@ def test_forward_mode_end_to_end(tmp_path):
         losses = [s["loss"] for s in doc["step_log"]]
         assert max(losses) - min(losses) <= 1e-6 * abs(losses[0])  # no update: the same loss every time
         assert doc["flops_per_step"] == flops.forward_flops(apply_profile(SCENARIOS["gru-1x320-ce"], SMOKE))
-        assert doc["verified"] == "yes"  # the training step is still checked against the reference
+        assert doc["verified"] == "yes" and "forward step's loss" in doc["verify_message"]  # both steps checked
     assert all(r["timed"] == "forward" for r in summary(out).values())
     assert not math.isnan(float(summary(out)[("gru-1x320-ce", "torch-nn")]["median_s"]))
     # resumed as training: a forward-only run is not one to keep

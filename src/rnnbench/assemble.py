@@ -142,7 +142,8 @@ def verdict(v: dict | None) -> dict:
         weights = {k: np.asarray(x, dtype=np.float32) for k, x in v["weights"].items()}
     except (TypeError, ValueError) as e:
         return {"verified": "no", "verify_message": f"malformed verification step: {e}"}
-    checked = compare(s, make_batch(s), canonical_weights(s), v["loss"], weights, v.get("notes") or {})
+    checked = compare(s, make_batch(s), canonical_weights(s), v["loss"], weights, v.get("notes") or {},
+                      v.get("forward_loss"))
     return {"verified": "yes" if checked.ok else "no", "verify_message": checked.message,
             "verify_loss_err": checked.loss_err, "verify_worst": list(checked.worst)}
 

@@ -28,7 +28,8 @@ Result (worker -> runner), version ``rnnbench.result/2``: ``status`` ("ok" | "fa
 ``runtime`` (settings the framework applied), ``versions``, ``source_sha256``, ``import_s``,
 ``build_s``, ``parameters``, ``notes`` (the implementation's own, e.g. its Adam variant),
 ``steps`` (step records), ``loop_s`` (wall time of the measured loop), ``peak_rss_mib``,
-``peak_gpu_mib`` and ``verify``: {"scenario", "loss", "weights", "notes"} or {"skipped": why};
+``peak_gpu_mib`` and ``verify``: {"scenario", "loss", "weights", "notes", and for a
+forward-timing job "forward_loss", the forward step's loss before the training step} or {"skipped": why};
 with the steps, why warm-up and measurement ended (``warmup_reason``: one of
 WARMUP_REASONS, ``stop_reason``: one of STOP_REASONS) and ``rule_s``, the seconds the stop
 rule took between measured steps, which ``loop_s`` leaves out.
@@ -247,8 +248,8 @@ class Result(Document):
             check_steps(doc["steps"], where + ".steps")
         v = doc.get("verify")
         if v is not None and "skipped" not in v:
-            check_fields(v, (("scenario", MAPPING, True), ("loss", NUMBER, True),
-                             ("weights", MAPPING, True), ("notes", MAPPING, False)), where + ".verify")
+            check_fields(v, (("scenario", MAPPING, True), ("loss", NUMBER, True), ("weights", MAPPING, True),
+                             ("notes", MAPPING, False), ("forward_loss", NUMBER, False)), where + ".verify")
         elif v is not None:
             check_fields(v, (("skipped", TEXT, True),), where + ".verify")
 

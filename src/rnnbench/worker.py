@@ -101,12 +101,13 @@ def run(job: Job) -> Result:
         del trainer
     if job.verify is not None:
         hyper = {k: job.verify[k] for k in ("lr", "adam_eps")}
-        out.verify = verify_step(build, config, Scenario(**job.verify["scenario"]), hyper)
+        out.verify = verify_step(build, config, Scenario(**job.verify["scenario"]), hyper, job.timed == "forward")
     return out
 
 
-def verify_step(build, config, s, hyper: dict) -> dict:
-    """One training step at the verification size: its loss and the updated weights."""
+def verify_step(build, config, s, hyper: dict, forward: bool = False) -> dict:
+    """One training step at the verification size: its loss and the updated weights; with
+    ``forward``, first the forward step's loss from the same weights."""
     from dataclasses import asdict
 
     import numpy as np
@@ -117,9 +118,10 @@ def verify_step(build, config, s, hyper: dict) -> dict:
         trainer = build(config(s, **hyper))
     except Unsupported as e:
         return {"skipped": str(e)}
+    checked = {"forward_loss": float(trainer.forward())} if forward else {}
     loss = trainer.step()
     weights = {k: np.asarray(v, dtype=np.float64).tolist() for k, v in trainer.weights().items()}
-    return {"scenario": asdict(s), "loss": float(loss), "weights": weights, "notes": trainer.notes}
+    return {"scenario": asdict(s), "loss": float(loss), "weights": weights, "notes": trainer.notes, **checked}
 
 
 def main(argv=None) -> int:
