@@ -59,7 +59,8 @@ def base_document(job: Job, run: Run) -> dict:
         "status": "failed", "reason": "", "warmup": job.warmup, "steps": 0,
         "threads": job.threads, "flush_denormal": job.flush_denormal, "device": job.device,
         "batch": s.batch, "time_steps": s.time_steps, "features": s.features, "hidden": s.hidden,
-        "shape": asdict(s), "flops_per_step": flops.train_flops(s), "stop_rule": job.stop,
+        "layers": s.layers, "timed": job.timed or "train",
+        "shape": asdict(s), "flops_per_step": flops.step_flops(s, job.timed), "stop_rule": job.stop,
     }
 
 
@@ -99,16 +100,20 @@ def run_document(job: Job, run: Run, outcome: Outcome) -> dict:
         # The GEMM yardstick is the CPU's: against it a GPU run's "efficiency" meant nothing
         # (334% on an H100), so a GPU run has none until a GPU yardstick exists.
         on_cpu = doc.get("device") != "cuda"
-        doc.update(timing(result, doc["flops_per_step"], run.gemm_gflops if on_cpu else None))
+        doc.update(timing(result, doc["flops_per_step"], run.gemm_gflops if on_cpu else None,
+                          forward=doc["timed"] == "forward"))
     doc.update(verdict(result.verify))
     return doc
 
 
-def timing(result: Result, flops_per_step: float, gemm_gflops: float | None) -> dict:
-    """Statistics of the measured steps, the checks, the FLOP rate and the efficiency."""
+def timing(result: Result, flops_per_step: float, gemm_gflops: float | None, forward: bool = False) -> dict:
+    """Statistics of the measured steps, the checks, the FLOP rate and the efficiency.
+    A forward-only run updates nothing, so its loss has no reason to decrease."""
     measured = [x["runtime_s"] for x in result.steps if x["phase"] == "measure"]
     summary = stats.summarize(measured)
     checks = stats.run_checks([x["loss"] for x in result.steps], measured, result.loop_s)
+    if forward:
+        checks["decreasing"] = None
     median = summary["median_s"]
     gflops = flops_per_step / median / 1e9 if median > 0 else None  # a zero-time step has no rate
     return {
@@ -138,7 +143,8 @@ def verdict(v: dict | None) -> dict:
         weights = {k: np.asarray(x, dtype=np.float32) for k, x in v["weights"].items()}
     except (TypeError, ValueError) as e:
         return {"verified": "no", "verify_message": f"malformed verification step: {e}"}
-    checked = compare(s, make_batch(s), canonical_weights(s), v["loss"], weights, v.get("notes") or {})
+    checked = compare(s, make_batch(s), canonical_weights(s), v["loss"], weights, v.get("notes") or {},
+                      v.get("forward_loss"))
     return {"verified": "yes" if checked.ok else "no", "verify_message": checked.message,
             "verify_loss_err": checked.loss_err, "verify_worst": list(checked.worst)}
 

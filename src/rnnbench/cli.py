@@ -11,7 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from . import fmt
+from . import fmt, network
 from .errors import ResultsError
 from .impls import FRAMEWORKS, IMPLEMENTATIONS, framework_available
 from .machine import usable_cores
@@ -152,18 +152,19 @@ def selection(args, *, default_scenarios=SEED_SCENARIOS):
         if not impls:
             raise UsageError("no implementation is both in -i and in -f; `rnnbench list` shows which belongs where")
     profile = PROFILES[getattr(args, "profile", None) or DEFAULT_PROFILE]
-    for name in scenarios:
-        try:
-            validate(apply_profile(SCENARIOS[name], profile, getattr(args, "time_steps", None)))
-        except ValueError as e:
-            raise UsageError(str(e)) from None
+    try:
+        chosen = network.choose(args, [SCENARIOS[s] for s in scenarios], profile)  # a custom network, sweeps
+        for s in chosen:
+            validate(apply_profile(s, profile, getattr(args, "time_steps", None)))
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     missing = {IMPLEMENTATIONS[i].framework for i in impls if not framework_available(IMPLEMENTATIONS[i].framework)}
     if (args.impl or getattr(args, "framework", None)) and missing:
         fw = sorted(missing)[0]
         raise UsageError(f"framework {fw!r} is not installed (needed by "
                          f"{', '.join(i for i in impls if IMPLEMENTATIONS[i].framework == fw)}): "
                          f"{FRAMEWORKS[fw].install_hint()}, or choose other implementations with -i or -f")
-    return [SCENARIOS[s] for s in scenarios], impls, missing
+    return chosen, impls, missing
 
 
 # -- list ------------------------------------------------------------------------------
@@ -330,6 +331,7 @@ def _settings(args, bench: bool):
         timeout_s=timeout,
         time_steps=args.time_steps,
         mode="bench" if bench else "verify",
+        timed=getattr(args, "timed", "train"),
         verify=args.verify,
         out=Path(args.out),
         stop=stop,
@@ -436,7 +438,7 @@ def cmd_plan(args) -> int:
     runner, kept = Runner(st), {}
     if st.resume and rundir.holds_run(st.out):
         _, docs = rundir.resumable(st.out, runner.settings_meta())
-        kept = kept_runs(docs, runner.planned(scenarios, impls), st.processes)
+        kept = kept_runs(docs, runner.planned(scenarios, impls), st.processes, st.timed)
     evidence = Evidence.read(st.out)
     rows = [(s.name, i, estimate(st, evidence, s, i, missing, kept, st.processes)) for s in scenarios for i in impls]
     each = f"each in {st.processes} processes" if st.processes > 1 else "each"
@@ -541,6 +543,9 @@ def build_parser() -> Parser:
         sp.add_argument("--timeout", type=seconds, metavar="S", help="seconds per worker (default: the profile's)")
         sp.add_argument("--no-flush-denormal", dest="flush_denormal", action="store_false",
                         help="leave denormal floats unflushed (to see their cost)")
+        sp.add_argument("--network", metavar="SPEC",
+                        help="your own network instead of -s: the cell, then any of layers=N, hidden=N, bi, ce|ctc, "
+                             "batch=N, time_steps=N, features=N, classes=N (e.g. lstm,layers=2,hidden=512,bi,ctc)")
 
     run = sub.add_parser("run", help="benchmark the selection (default profile: quick)",
                          description="Benchmark every selected (scenario, implementation), each in its own worker process.")
@@ -566,6 +571,20 @@ def build_parser() -> Parser:
                           "all runs; reports the spread between processes beside the spread within one (default: 1)")
     run.add_argument("--warmup", type=non_negative_int, help="warm-up steps, not in the statistics (default: the profile's)")
     run.add_argument("--time-steps", type=positive_int, metavar="T", help="override the time axis length")
+    for size, what in (("batch", "sequences per batch"), ("hidden", "hidden units per layer and direction"),
+                       ("layers", "RNN layers"), ("features", "input features per time step"),
+                       ("classes", "Dense outputs (CTC: with the blank)")):
+        run.add_argument(f"--{size}", type=positive_int, metavar="N",
+                         help=f"{what} of every selected scenario, or of --network (default: the scenario's)")
+    run.add_argument("--sweep", action="append", metavar="KEY=V1,V2,...",
+                     help="run each value of a size (batch, hidden, time_steps, layers, features) as its own point; "
+                          "repeatable: the cartesian product")
+    run.add_argument("--max-points", type=positive_int, metavar="N", default=network.DEFAULT_MAX_POINTS,
+                     help="refuse more points (scenarios) than this without --yes (default: %(default)s)")
+    run.add_argument("--yes", action="store_true", help="run a sweep of more than --max-points points")
+    run.add_argument("--mode", dest="timed", choices=("train", "forward"), default="train",
+                     help="time the training step (default), or the forward pass and loss only (no backward, "
+                          "no update)")
     run.add_argument("--out", type=out_dir, default="results", metavar="DIR", help="results directory (default: results)")
     run.add_argument("--no-verify", dest="verify", action="store_false",
                      help="skip the one-step check against the float64 reference")

@@ -32,3 +32,8 @@ def forward_flops(s: Scenario) -> int:
 def train_flops(s: Scenario) -> int:
     """FLOPs of one training step (forward + backward), see the module docstring."""
     return 3 * forward_flops(s)
+
+
+def step_flops(s: Scenario, timed: str | None) -> int:
+    """FLOPs of one timed step: a training step, or (``--mode forward``) a forward pass."""
+    return forward_flops(s) if timed == "forward" else train_flops(s)

@@ -6,7 +6,9 @@
   time per step with 95% CI whiskers, annotated with the time and the ratio to the
   fastest; failed and skipped implementations are listed under the chart, not drawn;
 * ``<scenario>-steps.png``: every step's time over the run (log scale, warm-up shaded),
-  one line per implementation.
+  one line per implementation;
+* ``scaling-<n>.png``: per sweep (``rnnbench.scaling``), the median time per step against
+  the swept size, log-log, one line per implementation with 95% CI bars.
 
 Times are drawn in the unit ``rnnbench.fmt`` gives the fastest median of the chart (ms for
 most quick-profile scenarios, s for slower ones), labelled on the axis.
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from . import fmt
 from .impls import colour, family_colour
+from .scaling import LABELS, find_sweeps, step_name
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -178,7 +181,7 @@ def bar_chart(results: "Results", scenario: str, path: Path) -> Path | None:
     ax = fig.add_axes((left / WIDTH_IN, bottom / height, 1 - (left + 0.2) / WIDTH_IN,
                        (height - top - bottom) / height))
     unit = _draw_bars(ax, ok, labels, float(ok["median_s"].min()))
-    ax.set_xlabel(f"median time per training step [{unit}]  (lower is better)", fontsize=FONT)
+    ax.set_xlabel(f"median time per {step_name(results.meta)} [{unit}]  (lower is better)", fontsize=FONT)
     desc = SCENARIOS[scenario].description if scenario in SCENARIOS else ""
     fig.text(0.5 / WIDTH_IN, 1 - 0.28 / height, f"{scenario}" + (f":  {desc}" if desc else ""),
              fontsize=FONT + 2, weight="bold", va="center")
@@ -224,7 +227,7 @@ def overview_chart(results: "Results", path: Path) -> Path | None:
     fig.text(0.5 / WIDTH_IN, 1 - 0.25 / height, "Fastest implementation per framework",
              fontsize=FONT + 2, weight="bold", va="center")
     shape = results.shape(scenarios[0])
-    sub = f"{results.profile} profile \u00b7 median time per training step (lower is better), " \
+    sub = f"{results.profile} profile \u00b7 median time per {step_name(results.meta)} (lower is better), " \
           f"whiskers 95% CI \u00b7 ratio to the fastest of each scenario"
     if shape:
         sub += f" \u00b7 T = {shape['time_steps']}"
@@ -277,7 +280,7 @@ def steps_chart(results: "Results", scenario: str, path: Path) -> Path | None:
         ax.axvspan(0.5, max_warm + 0.5, color="#eeeeee", zorder=0)
         ax.text((max_warm + 1) / 2, 1.01, "warm-up", transform=ax.get_xaxis_transform(),
                 va="bottom", ha="center", fontsize=FONT - 1.5, color="#666666")
-    ax.set_xlabel("training step (warm-up, then measured)", fontsize=FONT)
+    ax.set_xlabel(f"{step_name(results.meta)} (warm-up, then measured)", fontsize=FONT)
     ax.set_ylabel(f"time per step [{unit}], log scale", fontsize=FONT)
     ax.tick_params(labelsize=FONT - 1)
     ax.grid(which="major", color="#e6e6e6", zorder=0)
@@ -298,9 +301,46 @@ def steps_chart(results: "Results", scenario: str, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def scaling_figure(sweep, what: str = "training step"):
+    """One sweep (a ``rnnbench.scaling.Sweep``): median time per step against the swept
+    size, both axes logarithmic, one line per implementation in its colour, 95% CI bars."""
+    import numpy as np
+
+    height = 4.2
+    fig = _figure(height)
+    legend_w = 1.75
+    ax = fig.add_axes((0.75 / WIDTH_IN, 0.6 / height, 1 - (0.75 + legend_w + 0.1) / WIDTH_IN, 1 - 1.3 / height))
+    unit, scale = fmt.time_unit(min(p[1] for pts in sweep.points.values() for p in pts))
+    for k, (impl, pts) in enumerate(sweep.points.items()):
+        x, median = np.array([p[0] for p in pts], float), np.array([p[1] for p in pts]) / scale
+        lo = np.array([p[1] - (p[2] if p[2] is not None else p[1]) for p in pts]) / scale
+        hi = np.array([(p[3] if p[3] is not None else p[1]) - p[1] for p in pts]) / scale
+        ax.errorbar(x, median, yerr=np.clip([lo, hi], 0, None), color=colour(impl), label=impl, capsize=2.5,
+                    linestyle=_LINESTYLES[k % len(_LINESTYLES)], marker=_MARKERS[k % len(_MARKERS)],
+                    markersize=4, linewidth=1.3, zorder=3)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(sweep.values, [str(v) for v in sweep.values])
+    ax.minorticks_off()
+    ax.set_xlabel(LABELS[sweep.key], fontsize=FONT)
+    ax.set_ylabel(f"median time per {what} [{unit}]", fontsize=FONT)
+    ax.tick_params(labelsize=FONT - 1)
+    ax.grid(which="major", color="#e6e6e6", zorder=0)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=FONT - 1, frameon=False, handlelength=2.6)
+    fig.text(0.5 / WIDTH_IN, 1 - 0.28 / height, f"{LABELS[sweep.key].capitalize()} sweep: {sweep.title}",
+             fontsize=FONT + 2, weight="bold", va="center")
+    fig.text(0.5 / WIDTH_IN, 1 - 0.52 / height, f"median per {what} with its 95% CI, log-log; lower is better",
+             fontsize=FONT - 1, color="#555555", va="center")
+    return fig
+
+
 def write_plots(results: "Results", outdir: str | Path | None = None) -> dict[str, Path]:
     """Write every chart into ``outdir`` (default DIR/plots). Returns {key: path} with keys
-    ``overview``, ``bars:<scenario>`` and ``steps:<scenario>`` for the charts drawn."""
+    ``overview``, ``bars:<scenario>``, ``steps:<scenario>`` and ``scaling:<n>`` (the n-th
+    of ``rnnbench.scaling.find_sweeps``) for the charts drawn."""
+
     out = Path(outdir) if outdir is not None else results.path / "plots"
     written: dict[str, Path] = {}
     p = overview_chart(results, out / "overview.png")
@@ -313,4 +353,6 @@ def write_plots(results: "Results", outdir: str | Path | None = None) -> dict[st
         p = steps_chart(results, scenario, out / f"{safe_name(scenario)}-steps.png")
         if p:
             written[f"steps:{scenario}"] = p
+    for n, sweep in enumerate(find_sweeps(results.ok.to_dict("records")), 1):
+        written[f"scaling:{n}"] = _save(scaling_figure(sweep, step_name(results.meta)), out / f"scaling-{n}.png")
     return written

@@ -20,13 +20,16 @@ Job (runner -> worker), version ``rnnbench.job/2``:
                     that size with those hyper-parameters, its loss and weights handed back
     result          the path the worker writes its Result to
     progress        the path of its progress file: one step record per line as steps end
+    timed           bench: what a timed step is, "train" (forward, backward and update; also
+                    when null or absent) or "forward" (the loss only: Trainer.forward)
 
 Result (worker -> runner), version ``rnnbench.result/2``: ``status`` ("ok" | "failed" |
 "skipped") and ``reason``, then what the worker learnt, each null where it got no further:
 ``runtime`` (settings the framework applied), ``versions``, ``source_sha256``, ``import_s``,
 ``build_s``, ``parameters``, ``notes`` (the implementation's own, e.g. its Adam variant),
 ``steps`` (step records), ``loop_s`` (wall time of the measured loop), ``peak_rss_mib``,
-``peak_gpu_mib`` and ``verify``: {"scenario", "loss", "weights", "notes"} or {"skipped": why};
+``peak_gpu_mib`` and ``verify``: {"scenario", "loss", "weights", "notes", and for a
+forward-timing job "forward_loss", the forward step's loss before the training step} or {"skipped": why};
 with the steps, why warm-up and measurement ended (``warmup_reason``: one of
 WARMUP_REASONS, ``stop_reason``: one of STOP_REASONS) and ``rule_s``, the seconds the stop
 rule took between measured steps, which ``loop_s`` leaves out.
@@ -44,6 +47,7 @@ import os
 JOB_VERSION = "rnnbench.job/2"
 RESULT_VERSION = "rnnbench.result/2"
 MODES = ("bench", "verify")
+TIMED = ("train", "forward")
 DEVICES = ("auto", "cpu", "cuda")
 WORKER_STATUSES = ("ok", "failed", "skipped")
 PHASES = ("warmup", "measure")
@@ -65,7 +69,7 @@ SCENARIO_FIELDS = (
     ("name", TEXT, True), ("cell", TEXT, True), ("layers", WHOLE, True), ("hidden", WHOLE, True),
     ("bidirectional", FLAG, True), ("loss", TEXT, True), ("classes", WHOLE, True),
     ("batch", WHOLE, True), ("time_steps", WHOLE, True), ("features", WHOLE, True),
-    ("description", TEXT, False),
+    ("description", TEXT, False), ("custom", FLAG, False),
 )
 VERIFY_SPEC_FIELDS = (("scenario", MAPPING, True), ("lr", NUMBER, True), ("adam_eps", NUMBER, True))
 STOP_FIELDS = (("precision", NUMBER, True), ("min_steps", WHOLE, True), ("max_time_s", NUMBER, True),
@@ -191,12 +195,15 @@ class Job(Document):
         ("warmup", WHOLE, True), ("steps", WHOLE, True), ("threads", WHOLE, True),
         ("flush_denormal", FLAG, True), ("device", TEXT, True), ("verify", MAPPING, False),
         ("result", TEXT, True), ("progress", TEXT, True), ("stop", MAPPING, False),
+        ("timed", TEXT, False),
     )
 
     @classmethod
     def check_rules(cls, doc, where):
         check_choice(doc["mode"], MODES, where + ".mode")
         check_choice(doc["device"], DEVICES, where + ".device")
+        if doc.get("timed") is not None:
+            check_choice(doc["timed"], TIMED, where + ".timed")
         if doc["warmup"] < 0 or doc["steps"] < 0 or doc["threads"] < 1:
             raise ProtocolError(where + ": warmup and steps must be >= 0, threads >= 1")
         if doc["mode"] == "bench":
@@ -241,8 +248,8 @@ class Result(Document):
             check_steps(doc["steps"], where + ".steps")
         v = doc.get("verify")
         if v is not None and "skipped" not in v:
-            check_fields(v, (("scenario", MAPPING, True), ("loss", NUMBER, True),
-                             ("weights", MAPPING, True), ("notes", MAPPING, False)), where + ".verify")
+            check_fields(v, (("scenario", MAPPING, True), ("loss", NUMBER, True), ("weights", MAPPING, True),
+                             ("notes", MAPPING, False), ("forward_loss", NUMBER, False)), where + ".verify")
         elif v is not None:
             check_fields(v, (("skipped", TEXT, True),), where + ".verify")
 

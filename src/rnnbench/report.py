@@ -302,8 +302,9 @@ def render(results: Results, charts: dict[str, Path] | None = None) -> str:
     out = [f"# rnnbench report: {results.run_id}", ""]
     out += [f"Profile **{results.profile}** \u00b7 {len(results.scenarios)} scenarios \u00d7 "
             f"{s['impl'].nunique()} implementations: {tally or 'no results'}.", ""]
-    out += ["Median wall-clock time per training step (forward, loss, backward, Adam update "
-            "on one fixed batch), warm-up steps excluded; lower is better. "
+    timed = ("forward pass (the loss only, no backward or update: --mode forward)"
+             if results.meta.get("timed") == "forward" else "training step (forward, loss, backward, Adam update)")
+    out += [f"Median wall-clock time per {timed} on one fixed batch, warm-up steps excluded; lower is better. "
             f"{UNSTABLE_MARK} marks a number with a flag (failed checks, unstable timing or failed "
             "verification): see the scenario's detail table.", ""]
     if not results.meta.get("finished") or results.meta.get("interrupted"):
@@ -335,6 +336,9 @@ def render(results: Results, charts: dict[str, Path] | None = None) -> str:
     for scenario in results.scenarios:
         out += [_detail(results, scenario, charts), ""]
 
+    from .scaling_report import markdown as scaling_section
+
+    out += scaling_section(results, charts, lambda p: _rel(p, results.path), _table)
     out += ["## Failures, skips and flags", "", _problems(results), ""]
     out += ["## Environment", "", _environment(results), ""]
     return "\n".join(out).rstrip() + "\n"

@@ -42,7 +42,7 @@ VENDOR = ("chart.umd.min.js", "chartjs-chart-error-bars.umd.min.js",
           "chartjs-plugin-annotation.min.js", "tablesort.min.js", "tablesort.number.min.js")
 # Summary columns whose distinct values become views of one run (add a column here when
 # runs record one, e.g. a mode).
-SWITCH_COLUMNS = ("device",)
+SWITCH_COLUMNS = ("device", "timed")
 # A measured step is an outlier outside the Tukey fences (1.5 IQR beyond the quartiles)
 # and more than OUTLIER_MIN_REL from the median: tiny spreads do not make every wobble one.
 OUTLIER_IQR = 1.5
@@ -73,6 +73,13 @@ def render(results: Results | Sequence[Results]) -> str:
         "data": json_for_script(data),
         "app": (STATIC / "page.js").read_text(encoding="utf-8"),
     }
+    from .scaling_report import html as scaling_html  # sweeps: charts and fitted models, before the failures
+
+    parts["scaling"] = "".join(map(scaling_html, runs))
+    if all(r.meta.get("timed") == "forward" for r in runs):  # --mode forward: what the times are
+        page = page.replace("per training step\n    (forward, loss, backward, Adam update on one fixed batch)",
+                            "per forward pass\n    (the loss only, no backward or update: --mode forward)")
+    page = page.replace('<section id="problems">', '{{scaling}}<section id="problems">', 1)
     # One pass, so that a placeholder-like text inside an inlined part stays as it is.
     return re.sub(r"\{\{(\w+)\}\}", lambda m: parts[m.group(1)], page)
 

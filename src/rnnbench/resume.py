@@ -10,14 +10,16 @@ from .impls import IMPLEMENTATIONS, framework_versions
 from .sources import source_hash
 
 
-def reusable(doc: dict, sizes: dict, processes: int = 1) -> bool:
+def reusable(doc: dict, sizes: dict, processes: int = 1, timed: str = "train") -> bool:
     """Whether a recorded run is one the current code would repeat as it is: finished
     (ok, or skipped by the implementation, not for a missing framework), at the same
-    sizes, with the same framework versions and the same implementation source, and, if
-    measured, in all of its ``processes`` (an interrupted matrix may have run only some)."""
+    sizes, timing the same step (``timed``: train or forward), with the same framework
+    versions and the same implementation source, and, if measured, in all of its
+    ``processes`` (an interrupted matrix may have run only some)."""
     meta = doc.get("meta") or {}
     complete = doc.get("status") == "skipped" or (doc.get("processes") or 1) == processes
     return (doc.get("status") in ("ok", "skipped") and bool(meta) and complete and doc.get("shape") == sizes
+            and (doc.get("timed") or "train") == timed
             and meta.get("versions") == framework_versions(IMPLEMENTATIONS[doc["impl"]].framework)
             and meta.get("source_sha256") == source_hash(doc["impl"]))
 
@@ -27,13 +29,13 @@ def finished(doc: dict) -> bool:
     return doc.get("status") in ("ok", "skipped") and bool(doc.get("meta"))
 
 
-def kept_runs(docs: list[dict], planned: dict, processes: int = 1) -> dict:
+def kept_runs(docs: list[dict], planned: dict, processes: int = 1, timed: str = "train") -> dict:
     """The documents of ``docs`` that the matrix ``planned`` ((scenario, impl) -> sizes),
-    each measured in ``processes`` processes, would repeat as they are (``reusable``), by
-    (scenario, impl)."""
+    each measured in ``processes`` processes timing ``timed`` steps, would repeat as they
+    are (``reusable``), by (scenario, impl)."""
     return {(d["scenario"], d["impl"]): d for d in docs
             if (d["scenario"], d["impl"]) in planned
-            and reusable(d, planned[(d["scenario"], d["impl"])], processes)}
+            and reusable(d, planned[(d["scenario"], d["impl"])], processes, timed)}
 
 
 def reopen(out: Path, argv: list[str], meta: dict, planned: dict) -> tuple:
@@ -46,11 +48,11 @@ def reopen(out: Path, argv: list[str], meta: dict, planned: dict) -> tuple:
     with rundir.deferred_signals():
         lock, old, docs, notices = rundir.reopen(out, argv, meta)
         try:
-            kept = kept_runs(docs, planned, meta.get("processes") or 1)
+            kept = kept_runs(docs, planned, meta.get("processes") or 1, meta.get("timed") or "train")
             stale = [d for d in docs if (d["scenario"], d["impl"]) in planned.keys() - kept.keys() and finished(d)]
             if stale:
                 dest = rundir.set_aside(out, old, stale)
-                notices.append(f"{len(stale)} finished run(s) whose sizes, source or framework versions changed "
+                notices.append(f"{len(stale)} finished run(s) whose sizes, --mode, source or framework versions changed "
                                f"moved to {dest}; they run again")
             for directory in (out, out / "runs"):
                 results.remove_temp_files(directory)

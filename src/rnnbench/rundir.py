@@ -41,9 +41,9 @@ ARCHIVE = "archive"
 RUN_FILES = ("meta.json", "runs", "logs", "summary.csv", "results.csv")
 # meta.json's run-wide settings: a run resumes another only if they are all the same.
 RESUME_KEYS = ("mode", "profile", "threads", "flush_denormal", "device", "warmup", "steps", "stop", "time_steps",
-               "verify", "processes")
+               "verify", "processes", "timed")
 # What a meta.json written before a setting existed meant by its absence.
-RESUME_DEFAULTS = {"processes": 1}
+RESUME_DEFAULTS = {"processes": 1, "timed": "train"}
 
 
 @contextmanager

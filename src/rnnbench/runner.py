@@ -196,11 +196,11 @@ class Runner:
             from .verify import VERIFY_EPS, VERIFY_LR, verify_scenario
 
             verify = {"scenario": asdict(verify_scenario(scenario)), "lr": VERIFY_LR, "adam_eps": VERIFY_EPS}
-        timed = apply_profile(scenario, st.profile, st.time_steps) if st.mode == "bench" else None
-        return Job(mode=st.mode, impl=impl, scenario=timed and asdict(timed), warmup=st.warmup, steps=st.steps,
+        sized = apply_profile(scenario, st.profile, st.time_steps) if st.mode == "bench" else None
+        return Job(mode=st.mode, impl=impl, scenario=sized and asdict(sized), warmup=st.warmup, steps=st.steps,
                    threads=st.threads, flush_denormal=st.flush_denormal, device=st.device, verify=verify,
                    result=str(tmp / "result.json"), progress=str(tmp / "progress.jsonl"),
-                   stop=st.stop if st.mode == "bench" else None)
+                   stop=st.stop if st.mode == "bench" else None, timed=st.timed if st.mode == "bench" else None)
 
     def skip(self, scenario: Scenario, impl: str, reason: str) -> dict:
         job = self.job(scenario, impl, Path(os.devnull))  # for no worker: its files are never written

@@ -31,6 +31,9 @@ class Scenario:
     time_steps: int = 1000
     features: int = 123
     description: str = ""
+    # A network or size chosen on the command line (rnnbench.network): its sizes are the
+    # ones to time, already as the profile and the user's flags make them.
+    custom: bool = False
 
     @property
     def directions(self) -> int:
@@ -132,7 +135,10 @@ TINY = dict(batch=4, features=8, hidden=8)
 
 
 def apply_profile(scenario: Scenario, profile: Profile, time_steps: int | None = None) -> Scenario:
-    """The scenario as a profile (and an optional --time-steps override) runs it."""
+    """The scenario as a profile (and an optional --time-steps override) runs it. A
+    custom scenario's sizes are final (rnnbench.network applied the profile to them)."""
+    if scenario.custom:
+        return scenario
     changes: dict = {}
     if profile.tiny:
         changes.update(TINY)
@@ -153,9 +159,11 @@ def validate(s: Scenario) -> None:
     call it on the scenario as a profile and --time-steps make it (``apply_profile``).
     A CTC loss whose labels cannot fit the shortest sequence is infinite, and its
     gradient NaN: timing it would time nonsense."""
-    for name in ("batch", "time_steps", "features", "hidden"):
+    for name in ("batch", "time_steps", "features", "hidden", "layers"):
         if getattr(s, name) < 1:
             raise ValueError(f"{s.name}: {name} must be at least 1, got {getattr(s, name)}")
+    if s.classes < 2:  # one class has nothing to learn; CTC needs the blank and a label
+        raise ValueError(f"{s.name}: classes must be at least 2, got {s.classes}")
     def fits(c: Scenario) -> bool:
         return c.min_length >= ctc_steps_needed(c.label_length)
 

@@ -8,10 +8,13 @@ and ``results.csv`` are exports of those documents, one cell per column, written
 GFLOP/s, ``efficiency_pct`` the percentage of the measured GEMM rate; ``_pct`` a percentage.
 Version 3 added how many steps a run took and why (``stop_reason``, ``warmup_reason``),
 the achieved precision (``ci_halfwidth_pct``) and the drift (``drift_pct``, ``drift``: "up", "down" or "").
-Later, as optional columns (``Column.optional``): a run measured in several processes
-(``--processes K``) records ``processes``, the spread between their medians
-(``process_spread_pct``) beside the typical spread within one (``process_ci_pct``), and
-each step its ``process``; a run of the Ray executor, the ``node`` it ran on.
+Later, as optional columns (``Column.optional``: a CSV written before them still loads):
+``layers`` and ``timed``, what a timed step was, "train" (forward, backward and update) or
+"forward" (``--mode forward``: the loss only), empty in documents written before: "train";
+a run measured in several processes (``--processes K``) records ``processes``, the spread
+between their medians (``process_spread_pct``) beside the typical spread within one
+(``process_ci_pct``), and each step its ``process``; a run of the Ray executor, the
+``node`` it ran on.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .protocol import STOP_REASONS, WARMUP_REASONS
+from .protocol import STOP_REASONS, TIMED, WARMUP_REASONS
 
 META_SCHEMA = "rnnbench.meta/1"
 RUN_SCHEMA = "rnnbench.run/3"
@@ -76,6 +79,8 @@ SUMMARY = (
     Column("verified", "text", choices=VERDICTS), *_text("device", "device_name"),
     *_count("threads", minimum=1), Column("flush_denormal", "switch"),
     *_count("batch", "time_steps", "features", "hidden", minimum=1),
+    Column("layers", "int", minimum=1, optional=True),
+    Column("timed", "text", choices=TIMED, optional=True),
     Column("processes", "int", minimum=1, optional=True),
     Column("process_spread_pct", "float", minimum=0, optional=True),
     Column("process_ci_pct", "float", minimum=0, optional=True),
@@ -176,7 +181,7 @@ META_FIELDS = {
     "argv": "texts", "rnnbench": "text", "threads": "int", "flush_denormal": "bool",
     "device": "text", "warmup": "int", "steps": "int", "timeout_s": "seconds", "time_steps": "int",
     "stop": "object", "stop.precision": "rate", "stop.min_steps": "int", "stop.max_time_s": "seconds",
-    "stop.max_warmup": "int",
+    "stop.max_warmup": "int", "timed": "text",
     "scenarios": "texts", "impls": "texts", "interrupted": "bool",
     "machine": "object", "machine.cpu": "text", "machine.cores": "int", "machine.python": "text",
     "machine.platform": "text", "git": "object", "git.revision": "text", "git.dirty": "bool",

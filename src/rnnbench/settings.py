@@ -23,6 +23,7 @@ class Settings:
     time_steps: int | None = None
     mode: str = "bench"  # "bench": time each run; "verify": only check one step (``rnnbench verify``)
     verify: bool = True  # bench: also run one step at the verification size and check it
+    timed: str = "train"  # bench: what a timed step is: "train" (forward, backward, update) | "forward" (loss only)
     out: Path = Path("results")
     resume: bool = False  # continue the run in ``out``: keep its finished runs that match, run the rest
     worker: tuple[str, ...] = ("-m", "rnnbench.worker")  # what follows ``python`` to start a worker
@@ -38,7 +39,7 @@ def settings_meta(st: Settings) -> dict:
     """The run-wide settings in meta.json: those a resumed run must share (``rundir.RESUME_KEYS``)."""
     return {"profile": st.profile.name, "mode": st.mode, "threads": st.threads, "flush_denormal": st.flush_denormal,
             "device": st.device, "warmup": st.warmup, "steps": st.steps, "stop": st.stop,
-            "time_steps": st.time_steps, "verify": st.verify, "processes": st.processes}
+            "time_steps": st.time_steps, "verify": st.verify, "timed": st.timed, "processes": st.processes}
 
 
 def new_meta(st: Settings, run_id: str, scenarios: list, impls: list[str], argv: list[str]) -> dict:

@@ -27,6 +27,7 @@ their parameters, not their gradients) and also checks the optimizer.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,8 +58,9 @@ DELTA_RTOL = 1e-3
 
 
 def verify_scenario(s: Scenario) -> Scenario:
-    """The smoke-size version of a scenario, on which implementations are verified."""
-    return apply_profile(s, PROFILES["smoke"])
+    """The smoke-size version of a scenario, on which implementations are verified: the
+    same cell, layers, directions, loss and classes (a custom network's too), tiny sizes."""
+    return apply_profile(dataclasses.replace(s, custom=False), PROFILES["smoke"])
 
 
 @dataclass
@@ -93,10 +95,12 @@ def delta_err(initial, new_impl, new_ref) -> float:
     return float(worst / scale) if scale > 0 else float("inf")
 
 
-def compare(s: Scenario, batch: Batch, weights, loss: float, new_weights, notes=None) -> Verdict:
+def compare(s: Scenario, batch: Batch, weights, loss: float, new_weights, notes=None,
+            forward_loss: float | None = None) -> Verdict:
     """Compare an implementation's one-step ``loss`` and ``new_weights`` (canonical names)
     started from ``weights`` with the reference, using the GRU formulation
-    ``notes["gru"]`` and Adam variant ``notes["adam"]`` the implementation declares."""
+    ``notes["gru"]`` and Adam variant ``notes["adam"]`` the implementation declares; and
+    the loss of its forward step from the same weights (``--mode forward``), if given."""
     notes = notes or {}
     gru = notes.get("gru", "reset-after")
     adam = notes.get("adam", "standard")
@@ -134,6 +138,8 @@ def compare(s: Scenario, batch: Batch, weights, loss: float, new_weights, notes=
     if not verdict.loss_err <= LOSS_RTOL:
         problems.append(f"loss {float(loss):.7g} vs reference {ref_loss:.7g} "
                         f"(rel err {verdict.loss_err:.2e} > {LOSS_RTOL:g})")
+    if forward_loss is not None and not abs(forward_loss - ref_loss) <= LOSS_RTOL * abs(ref_loss):
+        problems.append(f"forward step's loss {forward_loss:.7g} vs reference {ref_loss:.7g}")
     bad = [(n, e) for n, e in verdict.param_errs.items() if not e <= DELTA_RTOL]
     if bad:
         listed = ", ".join(f"{n} {e:.2e}" for n, e in sorted(bad, key=lambda kv: -kv[1]))
@@ -142,5 +148,7 @@ def compare(s: Scenario, batch: Batch, weights, loss: float, new_weights, notes=
     model = ([f"GRU {gru}"] if s.cell == "gru" else []) + [f"Adam {adam}"]
     if notes.get("bias") == "single":
         model.append("one bias per gate")
+    if forward_loss is not None:
+        model.append("forward step's loss")
     verdict.message = "; ".join(problems) if problems else "reference: " + ", ".join(model)
     return verdict

@@ -2,7 +2,8 @@
 
 ``JOB`` is a job file (``rnnbench.protocol.Job``) written by the runner. The worker applies
 the framework's runtime settings, builds the implementation and, in "bench" mode, times
-each training step with the loss fetched (the synchronization point); then, if the job
+each training step (or, if the job says ``timed: "forward"``, each forward pass and loss:
+``Trainer.forward``) with the loss fetched (the synchronization point); then, if the job
 asks for it (always in "verify" mode), it runs one training step at the verification size
 and hands back its loss and weights. It writes a ``rnnbench.protocol.Result`` to
 ``job.result``; measured steps also go to ``job.progress`` (a step record per line, flushed
@@ -85,10 +86,14 @@ def run(job: Job) -> Result:
             return out
         out.parameters = trainer.parameters
         out.notes = trainer.notes
+        timed = trainer.forward if job.timed == "forward" else trainer.step
+        if timed is None:
+            out.status, out.reason = "skipped", "this script has no forward-only step (Trainer.forward)"
+            return out
         warmup, measure = stopping.rules(job.warmup, job.steps, job.stop)
         with open(job.progress, "w") as progress:
-            warm, _, _ = _timed_steps(trainer.step, warmup, "warmup", progress)
-            measured, out.loop_s, out.rule_s = _timed_steps(trainer.step, measure, "measure", progress)
+            warm, _, _ = _timed_steps(timed, warmup, "warmup", progress)
+            measured, out.loop_s, out.rule_s = _timed_steps(timed, measure, "measure", progress)
         out.steps = warm + measured
         out.warmup_reason, out.stop_reason = warmup.reason, measure.reason
         out.peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -96,12 +101,13 @@ def run(job: Job) -> Result:
         del trainer
     if job.verify is not None:
         hyper = {k: job.verify[k] for k in ("lr", "adam_eps")}
-        out.verify = verify_step(build, config, Scenario(**job.verify["scenario"]), hyper)
+        out.verify = verify_step(build, config, Scenario(**job.verify["scenario"]), hyper, job.timed == "forward")
     return out
 
 
-def verify_step(build, config, s, hyper: dict) -> dict:
-    """One training step at the verification size: its loss and the updated weights."""
+def verify_step(build, config, s, hyper: dict, forward: bool = False) -> dict:
+    """One training step at the verification size: its loss and the updated weights; with
+    ``forward``, first the forward step's loss from the same weights."""
     from dataclasses import asdict
 
     import numpy as np
@@ -112,9 +118,10 @@ def verify_step(build, config, s, hyper: dict) -> dict:
         trainer = build(config(s, **hyper))
     except Unsupported as e:
         return {"skipped": str(e)}
+    checked = {"forward_loss": float(trainer.forward())} if forward else {}
     loss = trainer.step()
     weights = {k: np.asarray(v, dtype=np.float64).tolist() for k, v in trainer.weights().items()}
-    return {"scenario": asdict(s), "loss": float(loss), "weights": weights, "notes": trainer.notes}
+    return {"scenario": asdict(s), "loss": float(loss), "weights": weights, "notes": trainer.notes, **checked}
 
 
 def main(argv=None) -> int:

@@ -36,6 +36,8 @@ class Trainer:
     weights: Callable[[], dict[str, np.ndarray]]  # current parameters, canonical layout
     parameters: int  # trainable parameters, as the framework counts them
     notes: dict[str, str] = field(default_factory=dict)  # e.g. {"gru": "reset-after"}
+    # The loss on the batch without backward or update (``--mode forward``), as a float.
+    forward: Callable[[], float] | None = None
 
 
 class Unsupported(Exception):

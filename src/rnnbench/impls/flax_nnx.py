@@ -62,23 +62,24 @@ def build(cfg: Config) -> Trainer:
         load_weights(model, cfg.weights)
         optimizer = nnx.Optimizer(model, optax.adam(cfg.lr, eps=cfg.adam_eps), wrt=nnx.Param)
 
+    def loss_fn(model, x, y, lengths):
+        """Mean over the batch: cross-entropy at the last step, or CTC (blank 0)."""
+        if s.loss == "ce":
+            return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
+        logits = model(x, seq_lengths=lengths)
+        # optax takes paddings (1 = a padded frame) rather than lengths; no label is padding.
+        padding = (jnp.arange(s.time_steps) >= lengths[:, None]).astype(logits.dtype)
+        return optax.ctc_loss(logits, padding, y, jnp.zeros(y.shape), blank_id=0).mean()
+
     @nnx.jit(donate_argnames=("model", "optimizer"))
     def train_step(model, optimizer, x, y, lengths):
-        def loss_fn(model):
-            """Mean over the batch: cross-entropy at the last step, or CTC (blank 0)."""
-            if s.loss == "ce":
-                return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
-            logits = model(x, seq_lengths=lengths)
-            # optax takes paddings (1 = a padded frame) rather than lengths; no label is padding.
-            padding = (jnp.arange(s.time_steps) >= lengths[:, None]).astype(logits.dtype)
-            return optax.ctc_loss(logits, padding, y, jnp.zeros(y.shape), blank_id=0).mean()
-
-        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        loss, grads = nnx.value_and_grad(loss_fn)(model, x, y, lengths)
         optimizer.update(model, grads)
         return loss
 
     # Flax performance guide: cache the object-graph traversal nnx.jit would redo every call.
     cached_step = nnx.cached_partial(train_step, model, optimizer)
+    cached_loss = nnx.cached_partial(nnx.jit(loss_fn), model)  # --mode forward: no gradients, no update
     x, y, lengths = jax.device_put((cfg.batch.x, cfg.batch.y, cfg.batch.lengths), device)
 
     notes = {"adam": "standard"}
@@ -90,6 +91,7 @@ def build(cfg: Config) -> Trainer:
         notes["bias"] = "single"  # b_ih + b_hh in one vector: b_hh reported frozen
     return Trainer(
         step=lambda: float(cached_step(x, y, lengths)),
+        forward=lambda: float(cached_loss(x, y, lengths)),
         weights=lambda: export_weights(model, cfg.weights),
         parameters=sum(v.size for v in jax.tree.leaves(nnx.state(model, nnx.Param))),
         notes=notes,

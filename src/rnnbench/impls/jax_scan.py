@@ -95,6 +95,8 @@ def build(cfg: Config) -> Trainer:
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
+    eval_loss = jax.jit(loss_fn)  # --mode forward: the loss alone, no gradients, no update
+
     x, y, lengths = jax.device_put((cfg.batch.x, cfg.batch.y, cfg.batch.lengths), device)
     state = {"params": params, "opt_state": opt_state}
 
@@ -104,6 +106,7 @@ def build(cfg: Config) -> Trainer:
 
     return Trainer(
         step=step,
+        forward=lambda: float(eval_loss(state["params"], x, y, lengths)),
         weights=lambda: to_canonical(s, state["params"]),
         parameters=sum(a.size for a in jax.tree.leaves(params)),
         notes={"adam": "standard", "unroll": str(UNROLL), "kernel": "lax.scan, input projection hoisted",

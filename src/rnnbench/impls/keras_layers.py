@@ -89,6 +89,9 @@ def build(cfg: Config) -> Trainer:
     def step() -> float:  # forward, loss, gradients and the Adam update
         return float(model.train_on_batch(x, y))
 
+    def forward() -> float:  # --mode forward: the loss only, as in model.evaluate
+        return float(model.test_on_batch(x, y))
+
     notes = {
         "adam": "epsilon-hat",
         "backend": backend,
@@ -101,6 +104,7 @@ def build(cfg: Config) -> Trainer:
         notes["bias"] = "single"  # b_ih + b_hh in one vector: b_hh reported frozen
     return Trainer(
         step=step,
+        forward=forward,
         weights=lambda: export_weights(model, s, cfg.weights),
         parameters=model.count_params(),
         notes=notes,

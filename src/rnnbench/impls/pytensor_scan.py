@@ -9,6 +9,8 @@ reversed back. Weights are shared variables in Lasagne's ``x.dot(W)`` layout, th
 optimizer is a list of update pairs, and one compiled function runs a training step.
 """
 
+import functools
+
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
@@ -131,11 +133,15 @@ def build(cfg: Config, mode=None) -> Trainer:
     def step() -> float:
         return float(train(*values))
 
+    @functools.cache
+    def loss_only():  # --mode forward: the loss without updates, compiled on first use
+        return pytensor.function(inputs, loss, mode=mode)
+
     def weights() -> dict:
         return {name: np.array(p.get_value().T if p.ndim == 2 else p.get_value())
                 for name, p in params.items()}
 
-    return Trainer(step=step, weights=weights,
+    return Trainer(step=step, weights=weights, forward=lambda: float(loss_only()(*values)),
                    parameters=sum(p.get_value().size for p in params.values()),
                    notes={"gru": "reset-after", "adam": "epsilon-hat",
                           "kernel": "scan, " + type(train.maker.mode.linker).__name__})

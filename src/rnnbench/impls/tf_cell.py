@@ -113,6 +113,11 @@ def build(cfg: Config) -> Trainer:
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss
 
+    @tf.function  # --mode forward: the loss, no tape, no update
+    def eval_loss(x, y, lengths):
+        return loss_fn(model(x, lengths), y, lengths)
+
     parameters = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
     return Trainer(lambda: float(train_step(x, y, lengths)), model.to_canonical, parameters,
-                   {"adam": "epsilon-hat", **({"gru": "reset-after"} if s.cell == "gru" else {})})
+                   {"adam": "epsilon-hat", **({"gru": "reset-after"} if s.cell == "gru" else {})},
+                   forward=lambda: float(eval_loss(x, y, lengths)))

@@ -46,5 +46,9 @@ def build(cfg: Config) -> Trainer:
         optimizer.step()
         return loss.item()  # waits for the device
 
+    def forward() -> float:  # --mode forward: the loss, no graph kept for a backward pass
+        with torch.no_grad():
+            return loss_fn(model(x, rev)).item()
+
     return Trainer(step, lambda: to_canonical(params), sum(p.numel() for p in model.parameters()),
-                   {"adam": "standard", "compile": "per cell step (torch.compile, inductor)"})
+                   {"adam": "standard", "compile": "per cell step (torch.compile, inductor)"}, forward)

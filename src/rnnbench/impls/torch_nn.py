@@ -91,6 +91,10 @@ def build(cfg: Config) -> Trainer:
         optimizer.step()
         return loss.item()  # waits for the device
 
+    def forward() -> float:  # --mode forward: the loss, no graph kept for a backward pass
+        with torch.no_grad():
+            return loss_fn(model(*inputs)).item()
+
     kernel = "cuDNN" if cfg.device == "cuda" else ("oneDNN" if s.cell == "lstm" else "native")
     return Trainer(step, lambda: to_canonical(params), sum(p.numel() for p in model.parameters()),
-                   {"adam": "standard", "kernel": kernel})
+                   {"adam": "standard", "kernel": kernel}, forward)

@@ -49,6 +49,10 @@ def build(cfg: Config) -> Trainer:
         optimizer.step()
         return loss.item()  # waits for the device
 
+    def forward() -> float:  # --mode forward: the loss, no graph kept for a backward pass
+        with torch.no_grad():
+            return loss_fn(model(x, lengths)).item()
+
     kernel = "cuDNN" if cfg.device == "cuda" else "native (packed input has no oneDNN path)"
     return Trainer(step, lambda: to_canonical(params), sum(p.numel() for p in model.parameters()),
-                   {"adam": "standard", "kernel": kernel})
+                   {"adam": "standard", "kernel": kernel}, forward)
