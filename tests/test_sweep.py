@@ -318,7 +318,7 @@ def test_smoke_sweep_end_to_end_and_resumed_per_point(tmp_path):
     assert rows[("lstm-1x8-ce-b5-t12-f8", "torch-nn")]["status"] == "ok"
 
 
-def test_forward_mode_end_to_end(tmp_path):
+def test_forward_mode_end_to_end(tmp_path, capsys):
     out = tmp_path / "fwd"
     code = cli.main(["run", "--profile", "smoke", "-s", "gru-1x320-ce", "-i", "torch-nn", "-i", "torch-cell",
                      "--mode", "forward", "--out", str(out), "--no-report"])
@@ -335,9 +335,9 @@ def test_forward_mode_end_to_end(tmp_path):
         assert doc["verified"] == "yes" and "forward step's loss" in doc["verify_message"]  # both steps checked
     assert all(r["timed"] == "forward" for r in summary(out).values())
     assert not math.isnan(float(summary(out)[("gru-1x320-ce", "torch-nn")]["median_s"]))
-    # resumed as training: a forward-only run is not one to keep
-    first = summary(out)[("gru-1x320-ce", "torch-nn")]["run_id"]
+    # resumed as training: refused, naming the mode, with the directory untouched
+    before = (out / "summary.csv").read_text()
     assert cli.main(["run", "--profile", "smoke", "-s", "gru-1x320-ce", "-i", "torch-nn", "--out", str(out),
-                     "--no-report", "--resume"]) == 0
-    again = summary(out)[("gru-1x320-ce", "torch-nn")]
-    assert again["timed"] == "train" and again["run_id"] != first
+                     "--no-report", "--resume"]) == 2
+    assert 'timed "forward" -> "train"' in capsys.readouterr().err
+    assert (out / "summary.csv").read_text() == before
