@@ -20,6 +20,9 @@ Job (runner -> worker), version ``rnnbench.job/2``:
                     that size with those hyper-parameters, its loss and weights handed back
     result          the path the worker writes its Result to
     progress        the path of its progress file: one step record per line as steps end
+    inputs          null, or the path of an .npz file with the batch and the canonical weights
+                    of the timed and verified scenarios (``bench.*``, ``verify.*``), for a
+                    worker that cannot make them itself (rnnbench.legacy: NumPy 1.13)
 
 Result (worker -> runner), version ``rnnbench.result/2``: ``status`` ("ok" | "failed" |
 "skipped") and ``reason``, then what the worker learnt, each null where it got no further:
@@ -191,6 +194,7 @@ class Job(Document):
         ("warmup", WHOLE, True), ("steps", WHOLE, True), ("threads", WHOLE, True),
         ("flush_denormal", FLAG, True), ("device", TEXT, True), ("verify", MAPPING, False),
         ("result", TEXT, True), ("progress", TEXT, True), ("stop", MAPPING, False),
+        ("inputs", TEXT, False),
     )
 
     @classmethod
