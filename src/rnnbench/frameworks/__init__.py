@@ -183,7 +183,7 @@ FAMILY_SHADES = {
     "PyTorch 1": ("#8c6d6d", "#b89a9a"),
     "TensorFlow 1": ("#8c7a64", "#b3a08a", "#d1c2b0"),
     "Keras 2": ("#77708a", "#a49db5"),
-    "Theano": ("#5f7a66",),
+    "Theano": ("#4f6b57", "#5f7a66"),  # family_colour takes the second shade
 }
 
 

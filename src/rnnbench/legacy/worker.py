@@ -19,16 +19,13 @@ import traceback
 # This checkout's src/ (not the script's own folder, whose keras2.py would shadow keras).
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
-
-from rnnbench import stopping  # noqa: E402
-from rnnbench.legacy import IMPLEMENTATIONS, FRAMEWORKS, runtime, source_hash  # noqa: E402
-from rnnbench.legacy.base import Batch, Config, Scenario, Unsupported  # noqa: E402
-from rnnbench.protocol import Job, Result  # noqa: E402
+from rnnbench.protocol import Job, Result  # noqa: E402  (standard library only: a broken venv still reports)
 
 
 def versions(framework):
     import pkg_resources
+
+    from rnnbench.legacy import FRAMEWORKS
 
     out = {}
     for dist in FRAMEWORKS[framework][0]:
@@ -41,6 +38,7 @@ def versions(framework):
 
 def config(inputs, part, scenario, threads, lr, adam_eps):
     """The Config of the ``part`` ("bench" or "verify") of the inputs file."""
+    from rnnbench.legacy.base import Batch, Config, Scenario
     prefix = part + "."
     batch = Batch(*(inputs[prefix + k] for k in Batch._fields))
     weights = {k[len(prefix) + 2:]: inputs[k] for k in inputs.files if k.startswith(prefix + "w.")}
@@ -48,6 +46,11 @@ def config(inputs, part, scenario, threads, lr, adam_eps):
 
 
 def run(job):
+    import numpy as np
+
+    from rnnbench import stopping
+    from rnnbench.legacy import IMPLEMENTATIONS, base, runtime, source_hash
+
     framework, target = next((fw, t) for name, fw, t, _ in IMPLEMENTATIONS if name == job.impl)
     out = Result(status="ok", reason="")
     t_start = time.perf_counter()
@@ -64,7 +67,7 @@ def run(job):
             t0 = time.perf_counter()
             trainer = build(config(inputs, "bench", job.scenario, job.threads, 1e-3, runtime.ADAM_EPS))
             out.build_s = time.perf_counter() - t0
-        except Unsupported as e:
+        except base.Unsupported as e:
             out.status, out.reason = "skipped", str(e)
             return out
         out.parameters, out.notes = trainer.parameters, trainer.notes
@@ -75,7 +78,7 @@ def run(job):
         v = job.verify
         try:
             trainer = build(config(inputs, "verify", v["scenario"], job.threads, v["lr"], v["adam_eps"]))
-        except Unsupported as e:
+        except base.Unsupported as e:
             out.verify = {"skipped": str(e)}
             return out
         if "unverifiable" in trainer.notes:  # a model the reference does not compute: said why
