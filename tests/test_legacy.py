@@ -82,7 +82,7 @@ def test_every_legacy_implementation_is_registered_with_its_script():
 
 # -- no interpreter, a broken one, one without the packages -----------------------------------
 def test_without_an_interpreter_the_legacy_frameworks_are_not_installed(monkeypatch):
-    monkeypatch.setattr(host, "candidates", lambda: [])
+    monkeypatch.setattr(host, "candidates", lambda: iter(()))
     assert host.python() is None
     assert not any(FRAMEWORKS[f].installed for f in LEGACY_FRAMEWORKS)
     assert "make legacy (no Python 3.6 for the 2017 stack" in FRAMEWORKS["torch1"].install_hint()

@@ -34,20 +34,17 @@ print(json.dumps({"version": "%d.%d.%d" % sys.version_info[:3],
 OPENBLAS_CORETYPE = "Haswell"
 
 
-def candidates() -> list[tuple[str, str]]:
-    """(where it came from, interpreter path), in the order they are tried."""
-    out = []
+def candidates():
+    """(where it came from, interpreter path), in the order they are tried (lazily: no
+    look-up past the first that exists)."""
     if os.environ.get("RNNBENCH_LEGACY_PYTHON"):
-        out.append(("RNNBENCH_LEGACY_PYTHON", os.environ["RNNBENCH_LEGACY_PYTHON"]))
-    out.append(("make legacy", str(ROOT / ".venv-legacy" / "bin" / "python")))
-    pyenv = shutil.which("pyenv")
-    if pyenv:
-        p = subprocess.run([pyenv, "prefix", "3.6.15"], capture_output=True, text=True)
-        if p.returncode == 0 and p.stdout.strip():
-            out.append(("pyenv", os.path.join(p.stdout.strip(), "bin", "python")))
+        yield "RNNBENCH_LEGACY_PYTHON", os.environ["RNNBENCH_LEGACY_PYTHON"]
+    yield "make legacy", str(ROOT / ".venv-legacy" / "bin" / "python")
+    pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    for path in sorted(pyenv.glob("versions/3.6*/bin/python3.6"), reverse=True):
+        yield "pyenv", str(path)
     if shutil.which("python3.6"):
-        out.append(("PATH", shutil.which("python3.6")))
-    return out
+        yield "PATH", shutil.which("python3.6")
 
 
 def python() -> str | None:
