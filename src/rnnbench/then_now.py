@@ -72,8 +72,9 @@ def section(results: "Results", chart: Path | None = None) -> list[str]:
     table = rows(results)
     if not table:
         return []
-    cell = lambda r: "\u2013" if r is None else f"{fmt.seconds(r['median_s'])} ({r['impl']})" + (
-        "" if r.get("verified") == "yes" else " \u26a0 not verified")
+    marks = {"yes": "", "no": " \u26a0 failed verification"}
+    cell = lambda r: "\u2013" if r is None else f"{fmt.seconds(r['median_s'])} ({r['impl']})" + marks.get(
+        r.get("verified"), " (not verified)")
     body = [[r["scenario"], f"{r['then_family']} \u2192 {r['now_family']}", cell(r["then"]), cell(r["now"]),
              f"{r['speedup']:.1f}\u00d7" if r["speedup"] else "\u2013",
              f"{r['seed_s']:.2f} s" if r["seed_s"] else "\u2013"] for r in table]

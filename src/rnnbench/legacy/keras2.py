@@ -57,8 +57,9 @@ def build(cfg):
         loss = "sparse_categorical_crossentropy"
     else:
         probs = layers.Dense(s.classes, activation="softmax", name="head")(h)
-        labels = layers.Input((b.y.shape[1],), name="labels")
-        lengths, label_lengths = layers.Input((1,), name="lengths"), layers.Input((1,), name="label_lengths")
+        labels = layers.Input((b.y.shape[1],), dtype="int32", name="labels")
+        lengths = layers.Input((1,), dtype="int32", name="lengths")
+        label_lengths = layers.Input((1,), dtype="int32", name="label_lengths")
         nll = layers.Lambda(lambda a: K.ctc_batch_cost(*a), output_shape=(1,), name="ctc")(
             [labels, probs, lengths, label_lengths])
         model = Model([features, labels, lengths, label_lengths], nll)

@@ -70,7 +70,7 @@ def run(job):
         except base.Unsupported as e:
             out.status, out.reason = "skipped", str(e)
             return out
-        out.parameters, out.notes = trainer.parameters, trainer.notes
+        out.parameters, out.notes = int(trainer.parameters), trainer.notes  # NumPy integers too
         stopping.run_steps(trainer.step, job, out)
         out.peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         del trainer
