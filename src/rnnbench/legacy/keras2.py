@@ -16,10 +16,8 @@ each state held past its sequence's end (and the backward direction starts at th
 end), and ``K.ctc_batch_cost`` in a ``Lambda`` layer is the model's output, with the
 identity as its "loss". That function takes the LAST class as the blank: the head's
 class 0 (the canonical blank) is moved to the end and the labels shift down by one.
-On TensorFlow, Keras 2.0.5 runs Adam's assignments in the same ``session.run`` as the
-gradients, and TensorFlow 1.2's gradient ops read the variables when they run: a layer's
-gradient can be computed through the layer above it already updated (a 2017 race, left as
-it was; verification catches it at its large learning rate, see the README).
+On TensorFlow 1.2 the train step's update of the recurrent layers does not match Adam on
+its own (correct) gradient, not in every run: verification flags it (see the README).
 On Theano, Keras 2.0.5's ``ctc_batch_cost`` is its own scan that smooths the
 probabilities, ``(1 - 1e-4) p + 1e-4 / L``: not the exact CTC loss, so that run is timed
 but not verified (said so).
