@@ -99,6 +99,7 @@ def test_a_broken_legacy_venv_skips_the_legacy_rows_and_the_rest_runs(tmp_path, 
     assert docs["torch-nn"]["status"] == "ok"
     assert docs["torch1-nn"]["status"] == "skipped"
     assert "make legacy" in docs["torch1-nn"]["reason"] and "does not run" in docs["torch1-nn"]["reason"]
+    assert "Then and now" not in write_report(tmp_path / "out", plots=False).read_text()  # nothing of 2017 ran
 
 
 def test_an_interpreter_without_the_packages_names_what_it_lacks(tmp_path, monkeypatch):

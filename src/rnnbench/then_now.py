@@ -39,22 +39,20 @@ SEED_RANKING = ("PyTorch 1", "Theano", "TensorFlow 1")  # the seed's order, fast
 
 
 def rows(results: "Results") -> list[dict]:
-    """One dict per (scenario, 2017 family) with a legacy row in the run: ``then`` and
-    ``now`` (the fastest ok row of each side, or None), ``speedup`` and ``seed_s``."""
+    """One dict per (scenario, 2017 family) with a legacy row that ran (without
+    .venv-legacy, none: no section): ``then`` and ``now`` (the fastest ok row of each side;
+    ``now`` None if today's family did not run), ``speedup`` and ``seed_s``."""
     ok = results.ok.sort_values("median_s", kind="stable")
-    family = lambda fw: FRAMEWORKS[fw].family if fw in FRAMEWORKS else ""
-    fam = results.summary["framework"].map(family)
+    ok = ok.assign(family=ok["framework"].map(lambda fw: FRAMEWORKS[fw].family if fw in FRAMEWORKS else ""))
     out = []
     for scenario in results.scenarios:
-        present = set(fam[results.summary["scenario"] == scenario])
+        here = ok[ok["scenario"] == scenario]
         for old, new in SUCCESSORS.items():
-            if old not in present:
+            then, now = (here[here["family"] == f].head(1) for f in (old, new))
+            if then.empty:
                 continue
-            here = ok[ok["scenario"] == scenario]
-            then = here[here["framework"].map(family) == old].head(1)
-            now = here[here["framework"].map(family) == new].head(1)
-            then, now = (r.iloc[0] if len(r) else None for r in (then, now))
-            speedup = then["median_s"] / now["median_s"] if then is not None and now is not None else None
+            then, now = then.iloc[0], (now.iloc[0] if len(now) else None)
+            speedup = then["median_s"] / now["median_s"] if now is not None else None
             out.append({"scenario": scenario, "then_family": old, "now_family": new, "then": then, "now": now,
                         "speedup": speedup, "seed_s": SEED_GTX_980_TI.get(scenario, {}).get(old)})
     return out
@@ -63,7 +61,7 @@ def rows(results: "Results") -> list[dict]:
 def ranking(table: list[dict], scenario: str) -> list[str]:
     """The 2017 families of the seed's ranking that ran in ``scenario``, fastest first."""
     timed = [(r["then"]["median_s"], r["then_family"]) for r in table
-             if r["scenario"] == scenario and r["then"] is not None and r["then_family"] in SEED_RANKING]
+             if r["scenario"] == scenario and r["then_family"] in SEED_RANKING]
     return [f for _, f in sorted(timed)]
 
 
@@ -73,7 +71,7 @@ def section(results: "Results", chart: Path | None = None) -> list[str]:
     if not table:
         return []
     marks = {"yes": "", "no": " \u26a0 failed verification"}
-    cell = lambda r: "\u2013" if r is None else f"{fmt.seconds(r['median_s'])} ({r['impl']})" + marks.get(
+    cell = lambda r: "did not run" if r is None else f"{fmt.seconds(r['median_s'])} ({r['impl']})" + marks.get(
         r.get("verified"), " (not verified)")
     body = [[r["scenario"], f"{r['then_family']} \u2192 {r['now_family']}", cell(r["then"]), cell(r["now"]),
              f"{r['speedup']:.1f}\u00d7" if r["speedup"] else "\u2013",
@@ -100,7 +98,7 @@ def section(results: "Results", chart: Path | None = None) -> list[str]:
 
 def write_chart(results: "Results", path: Path) -> Path | None:
     """Bars of the 2017 and today's medians per scenario and family (log scale)."""
-    table = [r for r in rows(results) if r["then"] is not None or r["now"] is not None]
+    table = rows(results)
     if not table:
         return None
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -112,7 +110,7 @@ def write_chart(results: "Results", path: Path) -> Path | None:
     labels = []
     for i, r in enumerate(reversed(table)):
         labels.append(f"{r['scenario']}  {r['then_family']} \u2192 {r['now_family']}")
-        for side, dy, alpha in (("then", 0.2, 0.55), ("now", -0.2, 1.0)):
+        for side, dy, alpha in (("then", 0.2, 0.55), ("now", -0.2, 1.0)):  # today's may be missing
             if r[side] is not None:
                 ax.barh(i + dy, r[side]["median_s"], height=0.38, alpha=alpha,
                         color=family_colour(r[side]["framework"]), edgecolor="black", linewidth=0.4)
