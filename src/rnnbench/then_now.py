@@ -74,7 +74,7 @@ def section(results: "Results", chart: Path | None = None) -> list[str]:
     cell = lambda r: "did not run" if r is None else f"{fmt.seconds(r['median_s'])} ({r['impl']})" + marks.get(
         r.get("verified"), " (not verified)")
     body = [[r["scenario"], f"{r['then_family']} \u2192 {r['now_family']}", cell(r["then"]), cell(r["now"]),
-             f"{r['speedup']:.1f}\u00d7" if r["speedup"] else "\u2013",
+             f"{r['speedup']:.3g}\u00d7" if r["speedup"] else "\u2013",
              f"{r['seed_s']:.2f} s" if r["seed_s"] else "\u2013"] for r in table]
     header = ["scenario", "family", "2017 software here", "today here", "speed-up", "seed, GTX 980 Ti (2017)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -115,7 +115,7 @@ def write_chart(results: "Results", path: Path) -> Path | None:
                 ax.barh(i + dy, r[side]["median_s"], height=0.38, alpha=alpha,
                         color=family_colour(r[side]["framework"]), edgecolor="black", linewidth=0.4)
         if r["speedup"]:
-            ax.text(max(r["then"]["median_s"], r["now"]["median_s"]) * 1.08, i, f"{r['speedup']:.1f}\u00d7",
+            ax.text(max(r["then"]["median_s"], r["now"]["median_s"]) * 1.08, i, f"{r['speedup']:.3g}\u00d7",
                     va="center", fontsize=8)
     ax.set_yticks(range(len(labels)))
     ax.set_yticklabels(labels, fontsize=8)
