@@ -7,7 +7,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "rnnbench"
 FRAMEWORKS = {"torch", "tensorflow", "jax", "jaxlib", "keras", "flax", "optax", "pytensor", "numba"}
 # Modules that run inside a worker (or a fork server) and may import a framework.
-WORKER_SIDE = ("rnnbench.impls.", "rnnbench.frameworks.")
+WORKER_SIDE = ("rnnbench.impls.", "rnnbench.frameworks.", "rnnbench.legacy.")
 
 
 def modules():

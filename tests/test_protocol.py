@@ -179,10 +179,35 @@ except p.ProtocolError as e:
 @pytest.mark.skipif(not PYTHON36, reason="no Python 3.6 interpreter on this machine")
 def test_the_protocol_runs_under_python_3_6(tmp_path):
     """A legacy worker (the 2017 stack) imports this module under Python 3.6."""
-    j = job(warmup=0, steps=2, result=str(tmp_path / "r.json"), stop=STOP)
+    j = job(warmup=0, steps=2, result=str(tmp_path / "r.json"), stop=STOP, inputs=str(tmp_path / "inputs.npz"))
     j.dump(str(tmp_path / "job.json"))
     p = subprocess.run([str(PYTHON36), "-c", ROUND_TRIP_36, protocol.__file__, str(tmp_path / "job.json")],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     assert "version 'rnnbench.job/1', but this rnnbench reads 'rnnbench.job/2'" in p.stdout
     Result.load(str(tmp_path / "r.json")).check_answers(j)  # what 3.6 wrote, 3.11 reads
+
+
+LEGACY_PYTHON = Path(protocol.__file__).parents[2] / ".venv-legacy" / "bin" / "python"
+STOP_RULE_36 = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from rnnbench import stopping
+warmup, measure = stopping.rules(1, 40, {"precision": 0.02, "min_steps": 5, "max_time_s": 60.0, "max_warmup": 11})
+for t in [0.5] + [0.1 + 0.001 * (i % 3) for i in range(40)]:
+    (warmup if not warmup.done else measure).add(t)
+    if measure.done:
+        break
+print(np.__version__, warmup.reason, measure.reason, len(measure.times))
+"""
+
+
+@pytest.mark.skipif(not LEGACY_PYTHON.is_file(), reason=".venv-legacy is not there (make legacy)")
+def test_the_stop_rules_run_under_the_legacy_numpy():
+    """The legacy worker measures to a precision too: NumPy 1.13 has no default_rng, and the
+    bootstrap draws from RandomState there (rnnbench.stopping.median_ci)."""
+    p = subprocess.run([str(LEGACY_PYTHON), "-c", STOP_RULE_36, str(Path(protocol.__file__).parents[1])],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["1.13.3", "settled", "precision", "5"]

@@ -106,6 +106,8 @@ def setup_in_child(framework: str, tmp_path_factory, threads: int = 1) -> dict:
     """``setup(framework, threads, flush_denormal=True, device="cpu")`` in a fresh process;
     its info, the CPUs the process may then run on and the environment variables it set."""
     if (framework, threads) not in _setups:
+        if FRAMEWORKS[framework].legacy:
+            pytest.skip(f"{framework} sets up under .venv-legacy's Python 3.6 (tests/test_legacy.py)")
         if not FRAMEWORKS[framework].installed:
             pytest.skip(f"{framework} is not installed")
         env = {k: v for k, v in os.environ.items() if k not in SET_BY_SETUP}

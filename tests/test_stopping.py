@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from rnnbench import cli as command
-from rnnbench import stats, stopping, worker
+from rnnbench import stats, stopping
 from rnnbench.stopping import Measure, Warmup
 
 from test_protocol import PYTHON36
@@ -118,13 +118,13 @@ def test_summary_reports_the_precision_and_drift():
 
 
 def test_the_rule_module_is_python_3_6():
-    """A worker for the 2017 stack may one day run under Python 3.6 and import it: 3.6
+    """The legacy worker (the 2017 stack, rnnbench.legacy) imports it under Python 3.6: 3.6
     syntax, and nothing but the standard library, NumPy and rnnbench.protocol."""
     path = Path(stopping.__file__)
     tree = ast.parse(path.read_text(), feature_version=(3, 6))
     imported = {n.name for node in ast.walk(tree) if isinstance(node, ast.Import) for n in node.names}
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert imported == {"bisect", "math", "statistics", "numpy", "protocol"}
+    assert imported == {"bisect", "json", "math", "statistics", "time", "numpy", "protocol"}
     if PYTHON36:
         subprocess.run([PYTHON36, "-c", "import ast, sys; ast.parse(open(sys.argv[1]).read())", str(path)],
                        check=True, timeout=60)
@@ -183,7 +183,7 @@ def test_the_rule_time_stays_out_of_the_loop_time():
         return 1.0
 
     progress = io.StringIO()
-    records, loop_s, rule_s = worker._timed_steps(step, SlowRule(6), "measure", progress)
+    records, loop_s, rule_s = stopping.timed_steps(step, SlowRule(6), "measure", progress)
     assert len(records) == 6 and rule_s >= 6 * 0.02
     # 120 ms of rule against 30 ms of steps, and the check (1%, or 0.2 ms a step) passes.
     assert stats.run_checks([3.0 - k for k in range(6)], [r["runtime_s"] for r in records], loop_s)["overhead"]

@@ -115,9 +115,9 @@ class Spawned(Process):
 class Spawner:
     """Starts each worker as a fresh interpreter: ``python ARGV...``."""
 
-    def start(self, argv: list[str], log: Path, env: dict[str, str]) -> Process:
+    def start(self, argv: list[str], log: Path, env: dict[str, str], python: str = sys.executable) -> Process:
         with open(log, "w") as out:
-            return Spawned(subprocess.Popen([sys.executable, *argv], stdout=out, stderr=subprocess.STDOUT,
+            return Spawned(subprocess.Popen([python, *argv], stdout=out, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, env=env, start_new_session=True,
                                             preexec_fn=die_with(os.getpid())))
 
@@ -227,6 +227,11 @@ class Launcher:
         self.spawner = Spawner()
 
     def start(self, framework: str, argv: list[str], log: Path, env: dict[str, str]) -> Process:
+        if FRAMEWORKS[framework].legacy:  # the 2017 stack's own worker and interpreter, on the job file
+            from .legacy import host
+
+            python, argv, env = host.command(argv[-1], env)
+            return self.spawner.start(argv, log, env, python)
         server = self._server(framework, env)
         if server is not None:
             try:

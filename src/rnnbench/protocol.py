@@ -22,6 +22,9 @@ Job (runner -> worker), version ``rnnbench.job/2``:
     progress        the path of its progress file: one step record per line as steps end
     timed           bench: what a timed step is, "train" (forward, backward and update; also
                     when null or absent) or "forward" (the loss only: Trainer.forward)
+    inputs          null, or the path of an .npz file with the batch and the canonical weights
+                    of the timed and verified scenarios (``bench.*``, ``verify.*``), for a
+                    worker that cannot make them itself (rnnbench.legacy: NumPy 1.13)
 
 Result (worker -> runner), version ``rnnbench.result/2``: ``status`` ("ok" | "failed" |
 "skipped") and ``reason``, then what the worker learnt, each null where it got no further:
@@ -196,6 +199,7 @@ class Job(Document):
         ("flush_denormal", FLAG, True), ("device", TEXT, True), ("verify", MAPPING, False),
         ("result", TEXT, True), ("progress", TEXT, True), ("stop", MAPPING, False),
         ("timed", TEXT, False),
+        ("inputs", TEXT, False),
     )
 
     @classmethod

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import fmt
+from . import fmt, then_now
 from .analysis import SECOND_TABLE_SCENARIO, Results, flags, framework_key, load, network
 from .errors import ResultsError
 
@@ -44,6 +44,7 @@ def write_report(directory: str | Path, *, plots: bool = True) -> Path:
             from .plots import write_plots
 
             charts = write_plots(results)
+            charts["then_and_now"] = then_now.write_chart(results, results.path / "plots" / "then_and_now.png")
         path.write_text(render(results, charts), encoding="utf-8")
         from .report_html import write_html  # imports this module: keep it here
 
@@ -325,6 +326,8 @@ def render(results: Results, charts: dict[str, Path] | None = None) -> str:
         out += [_impl_table(results, SECOND_TABLE_SCENARIO), ""]
     else:
         out += [f"{SECOND_TABLE_SCENARIO} was not part of this run.", ""]
+
+    out += then_now.section(results, charts.get("then_and_now"))  # only where the 2017 stack ran
 
     out += ["## Scenarios in detail", ""]
     out += ["*95% CI*: bootstrap confidence interval of the median; *p10\u2013p90*: the spread of the "

@@ -212,6 +212,10 @@ class Runner:
         tmp = Path(tempfile.mkdtemp(prefix="rnnbench-"))
         try:
             job = self.job(scenario, impl, tmp, first=not process)
+            if FRAMEWORKS[IMPLEMENTATIONS[impl].framework].legacy:  # it cannot make them: Python 3.6, NumPy 1.13
+                from .legacy import host
+
+                job.inputs = host.write_inputs(job, tmp / "inputs.npz")
             job.dump(str(tmp / "job.json"))
             outcome, load = self.work(job, tmp, f".p{process + 1}" if self.st.processes > 1 else "")
             return self.record({**run_document(job, self.info, outcome), **load})

@@ -55,6 +55,10 @@ def source_hash(impl: str) -> str:
     """16 hex digits of the SHA-256 of the files an implementation runs (see the module
     text), in name order, each prefixed with its name."""
     framework = FRAMEWORKS[IMPLEMENTATIONS[impl].framework]
+    if framework.legacy:  # computed alike by the legacy worker under Python 3.6
+        from .legacy import source_hash as legacy_hash
+
+        return legacy_hash(impl)
     runtimes = {f"frameworks.{framework.runtime}"}
     if framework.runs_on:
         runtimes.add(f"frameworks.{FRAMEWORKS[framework.runs_on].runtime}")

@@ -4,9 +4,9 @@ benchopt stops). Runs in the worker, between steps, after a step's clock is read
 the statistics both sides share: the bootstrap CI of the median (rnnbench.stats reports
 the same one) and the drift of a sequence of step times.
 
-It runs under Python 3.6 too, as rnnbench.protocol does (no dataclasses, no postponed
-annotations): a worker for the 2017 stack may one day run under 3.6, and needs only
-NumPy besides the standard library.
+It runs under Python 3.6 and NumPy 1.13 too, as rnnbench.protocol does (no dataclasses,
+no postponed annotations): the legacy worker for the 2017 stack (rnnbench.legacy) times
+its steps with ``timed_steps`` and these rules, as today's worker does.
 
 Warm-up (``Warmup``): the profile's count of steps, then, with a precision P, more while
 the step times are still falling: one more step while the last was faster, by more than
@@ -29,12 +29,14 @@ takes out of the measured loop's wall time, so the loop-overhead check never see
 """
 
 import bisect
+import json
 import math
 import statistics
+import time
 
 import numpy as np
 
-from .protocol import STOP_REASONS, WARMUP_REASONS
+from .protocol import STOP_REASONS, WARMUP_REASONS, step_record
 
 FIXED, PRECISION, MAX_STEPS, MAX_TIME = STOP_REASONS
 WARMUP_FIXED, SETTLED, MAX_WARMUP = WARMUP_REASONS
@@ -51,6 +53,7 @@ CHECK_GROWTH = 10  # then a CI each time the count grows by 1/CHECK_GROWTH
 # without drift; 8 steps can show one) that moves the median by DRIFT_LIMIT or more.
 DRIFT_Z = 3.0
 DRIFT_LIMIT = 0.05
+PROGRESS_EVERY_S = 1.0
 
 
 def median_ci(times):
@@ -60,8 +63,11 @@ def median_ci(times):
     floats: half the cost of ``np.median`` on the resampled times, the same medians."""
     ordered = np.sort(np.asarray(times, dtype=float))
     n = ordered.size
-    rng = np.random.default_rng(0)
-    draws = rng.integers(0, n, size=(BOOTSTRAP_SAMPLES, n), dtype=np.min_scalar_type(n - 1))
+    shape, dtype = (BOOTSTRAP_SAMPLES, n), np.min_scalar_type(n - 1)
+    if hasattr(np.random, "default_rng"):
+        draws = np.random.default_rng(0).integers(0, n, size=shape, dtype=dtype)
+    else:  # NumPy < 1.17 (the legacy worker's stop rule): the same kind of interval, other draws
+        draws = np.random.RandomState(0).randint(0, n, size=shape, dtype=dtype)
     middle = [(n - 1) // 2, n // 2]  # one position for an odd count, two to average for an even one
     medians = ordered[np.partition(draws, middle, axis=1)[:, middle]].mean(axis=1)
     low, high = np.percentile(medians, CI_PERCENTILES)
@@ -93,6 +99,41 @@ def drift(times):
     if z < DRIFT_Z or abs(change) < DRIFT_LIMIT:
         return change, ""
     return change, "up" if change > 0 else "down"
+
+
+def timed_steps(step, rule, phase, progress):
+    """Time ``step()`` until ``rule`` (a Warmup or Measure) is done, writing step records
+    to the ``progress`` file (at most once a second, and the last). Returns the records,
+    the loop's wall time less the rule's, and the rule's: a harness cost the overhead
+    check is not about, measured so that it can be left out exactly."""
+    records = []
+    rule_s = 0.0
+    last_flush = loop_start = time.perf_counter()
+    while not rule.done:
+        t0 = time.perf_counter()
+        loss = step()
+        t1 = time.perf_counter()
+        records.append(step_record(phase, len(records), t1 - t0, float(loss)))
+        r0 = time.perf_counter()
+        rule.add(t1 - t0)  # outside the timed region, as everything below
+        rule_s += time.perf_counter() - r0
+        if t1 - last_flush >= PROGRESS_EVERY_S or rule.done:
+            progress.write(json.dumps(records[-1]) + "\n")
+            progress.flush()
+            last_flush = time.perf_counter()
+    return records, time.perf_counter() - loop_start - rule_s, rule_s
+
+
+def run_steps(step, job, out):
+    """The job's (rnnbench.protocol.Job) warm-up and measured steps, as its stop rule
+    says, recorded in the Result ``out``: ``steps``, ``loop_s``, ``rule_s`` and why each
+    phase ended. What today's worker and the legacy worker both run."""
+    warmup, measure = rules(job.warmup, job.steps, job.stop)
+    with open(job.progress, "w") as progress:
+        warm, _, _ = timed_steps(step, warmup, "warmup", progress)
+        measured, out.loop_s, out.rule_s = timed_steps(step, measure, "measure", progress)
+    out.steps = warm + measured
+    out.warmup_reason, out.stop_reason = warmup.reason, measure.reason
 
 
 def stop_rule(precision, min_steps, max_time_s, warmup):

@@ -16,7 +16,6 @@ is precise enough), asked between steps. Statistics and checks are the runner's 
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import resource
 import sys
@@ -24,31 +23,7 @@ import time
 import traceback
 
 from . import stopping
-from .protocol import Job, Result, step_record
-
-PROGRESS_EVERY_S = 1.0
-
-
-def _timed_steps(step, rule, phase: str, progress) -> tuple[list[dict], float, float]:
-    """Time steps until ``rule`` (a stopping.Warmup or stopping.Measure) is done. Returns
-    the step records, the loop's wall time less the rule's, and the rule's: a harness cost
-    the overhead check is not about, measured so that it can be left out exactly."""
-    records: list[dict] = []
-    rule_s = 0.0
-    last_flush = loop_start = time.perf_counter()
-    while not rule.done:
-        t0 = time.perf_counter()
-        loss = step()
-        t1 = time.perf_counter()
-        records.append(step_record(phase, len(records), t1 - t0, float(loss)))
-        r0 = time.perf_counter()
-        rule.add(t1 - t0)  # outside the timed region, as everything below
-        rule_s += time.perf_counter() - r0
-        if t1 - last_flush >= PROGRESS_EVERY_S or rule.done:
-            progress.write(json.dumps(records[-1]) + "\n")
-            progress.flush()
-            last_flush = time.perf_counter()
-    return records, time.perf_counter() - loop_start - rule_s, rule_s
+from .protocol import Job, Result
 
 
 def run(job: Job) -> Result:
@@ -90,12 +65,7 @@ def run(job: Job) -> Result:
         if timed is None:
             out.status, out.reason = "skipped", "this script has no forward-only step (Trainer.forward)"
             return out
-        warmup, measure = stopping.rules(job.warmup, job.steps, job.stop)
-        with open(job.progress, "w") as progress:
-            warm, _, _ = _timed_steps(timed, warmup, "warmup", progress)
-            measured, out.loop_s, out.rule_s = _timed_steps(timed, measure, "measure", progress)
-        out.steps = warm + measured
-        out.warmup_reason, out.stop_reason = warmup.reason, measure.reason
+        stopping.run_steps(timed, job, out)
         out.peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         out.peak_gpu_mib = rt.gpu_peak_mb()
         del trainer

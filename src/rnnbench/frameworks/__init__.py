@@ -37,6 +37,9 @@ class Framework:
     # What its runtime's setup() sets, by SETTINGS_COLUMNS; for a framework that runs on
     # another, only the environment variables it adds.
     own_settings: dict[str, str] = field(default_factory=dict, hash=False)
+    # The 2017 stack (rnnbench.legacy): run by the legacy worker under .venv-legacy's Python
+    # 3.6; ``runtime`` is then its name in rnnbench.legacy.runtime, installed means there.
+    legacy: bool = False
 
     @property
     def settings(self) -> dict[str, str]:
@@ -49,6 +52,10 @@ class Framework:
 
     @property
     def installed(self) -> bool:
+        if self.legacy:
+            from ..legacy import host
+
+            return not host.problem(self.modules)
         return all(importlib.util.find_spec(m) is not None for m in self.modules)
 
     def versions(self) -> dict[str, str]:
@@ -63,6 +70,10 @@ class Framework:
         return out
 
     def install_hint(self) -> str:
+        if self.legacy:
+            from ..legacy import host
+
+            return f"make legacy ({host.problem(self.modules) or 'installed'})"
         return f"pip install 'rnnbench[{self.extra}]'"
 
 
@@ -108,6 +119,29 @@ PYTENSOR = {
     "environment": "PYTENSOR_FLAGS=base_compiledir=<cache>",
 }
 
+# The 2017 stack (rnnbench.legacy.runtime says how each is set).
+LEGACY_TORCH = {**TORCH, "inter-op threads": "not set (PyTorch 1.0)", "device": "CPU only",
+                "GPU memory": "no GPU", "environment": "OPENBLAS_CORETYPE=Haswell"}
+LEGACY_TF = {**TENSORFLOW, "intra-op threads": "tf.ConfigProto(intra_op_parallelism_threads=N)",
+             "inter-op threads": "tf.ConfigProto(inter_op_parallelism_threads=1)",
+             "device": "CPU only (device_count={'GPU': 0})", "GPU memory": "no GPU",
+             "environment": "TF_CPP_MIN_LOG_LEVEL=2, OPENBLAS_CORETYPE=Haswell"}
+LEGACY_THEANO = {"intra-op threads": "OPENBLAS_NUM_THREADS=N (NumPy's BLAS; Theano's own ops are serial)",
+                 "inter-op threads": "no setting: ops run one after another", "CPU affinity": "not set",
+                 "denormals": "not flushed (Theano has no switch)", "device": "CPU only (THEANO_FLAGS device=cpu)",
+                 "GPU memory": "no GPU",
+                 "environment": "THEANO_FLAGS=floatX=float32,device=cpu,base_compiledir=<cache>, OPENBLAS_CORETYPE=Haswell"}
+
+
+def _legacy(name: str, family: str, settings: dict[str, str], backend: str = "") -> Framework:
+    """A framework of the 2017 stack: its distributions and modules from rnnbench.legacy."""
+    from ..legacy import FRAMEWORKS as LEGACY
+
+    if backend:
+        settings = {**settings, "environment": f"KERAS_BACKEND={backend}, " + settings["environment"]}
+    return Framework(name, family, *LEGACY[name], runtime=name, extra="", own_settings=settings, legacy=True)
+
+
 FRAMEWORKS: dict[str, Framework] = {
     f.name: f
     for f in [
@@ -129,6 +163,11 @@ FRAMEWORKS: dict[str, Framework] = {
         Framework("pytensor-jax", "PyTensor", ("pytensor", "jax", "jaxlib"), ("pytensor", "jax"),
                   "pytensor_", "pytensor,jax", runs_on="jax",
                   own_settings={"environment": "PYTENSOR_FLAGS=base_compiledir=<cache>"}),
+        _legacy("theano", "Theano", LEGACY_THEANO),
+        _legacy("keras2-theano", "Keras 2", LEGACY_THEANO, backend="theano"),
+        _legacy("keras2-tf1", "Keras 2", LEGACY_TF, backend="tensorflow"),
+        _legacy("tf1", "TensorFlow 1", LEGACY_TF),
+        _legacy("torch1", "PyTorch 1", LEGACY_TORCH),
     ]
 }
 
@@ -140,6 +179,11 @@ FAMILY_SHADES = {
     "Keras": ("#54278f", "#807dba", "#bcbddc"),
     "JAX": ("#08519c", "#4292c6", "#9ecae1"),
     "PyTensor": ("#006d2c", "#41ab5d", "#a1d99b"),
+    # The 2017 stack: greyed versions of its successors' hues.
+    "PyTorch 1": ("#8c6d6d", "#b89a9a"),
+    "TensorFlow 1": ("#8c7a64", "#b3a08a", "#d1c2b0"),
+    "Keras 2": ("#77708a", "#a49db5"),
+    "Theano": ("#4f6b57", "#5f7a66"),  # family_colour takes the second shade
 }
 
 

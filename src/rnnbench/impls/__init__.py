@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .. import legacy
 from ..frameworks import FAMILY_SHADES, FRAMEWORKS
 
 
@@ -46,6 +47,8 @@ IMPLEMENTATIONS: dict[str, Impl] = {
         Impl("jax-scan", "jax", _P + "jax_scan:build", "hand-written jax.lax.scan, input projection hoisted"),
         Impl("pytensor-scan", "pytensor", _P + "pytensor_scan:build", "PyTensor scan, Lasagne style, numba backend"),
         Impl("pytensor-jax", "pytensor-jax", _P + "pytensor_scan:build_jax", "the pytensor-scan graph on PyTensor's JAX backend"),
+        # The 2017 stack, run by its own worker under Python 3.6 (rnnbench.legacy).
+        *(Impl(n, fw, "rnnbench.legacy." + target, d) for n, fw, target, d in legacy.IMPLEMENTATIONS),
     ]
 }
 
