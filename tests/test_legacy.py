@@ -111,6 +111,15 @@ def test_an_interpreter_without_the_packages_names_what_it_lacks(tmp_path, monke
     assert "is Python 3.11.2, not 3.6" in host.problem(("torch",))
 
 
+def test_legacy_versions_are_the_legacy_interpreters_so_resume_can_keep_its_runs(tmp_path, monkeypatch):
+    from rnnbench.impls import framework_versions
+
+    interpreter(tmp_path, monkeypatch, 'echo \'{"version": "3.6.15", "found": ["theano", "lasagne", "numpy"], '
+                '"dists": {"Theano": "0.9.0", "Lasagne": "0.1", "numpy": "1.13.3", "six": "1.11.0"}}\'')
+    # what the legacy worker records (pkg_resources in .venv-legacy), not this venv's NumPy
+    assert framework_versions("theano") == {"Theano": "0.9.0", "Lasagne": "0.1", "numpy": "1.13.3"}
+
+
 @pytest.mark.skipif(not PYTHON36, reason="no Python 3.6 interpreter on this machine")
 def test_a_legacy_worker_that_cannot_import_fails_in_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("RNNBENCH_LEGACY_PYTHON", PYTHON36)  # pyenv's bare 3.6: no NumPy

@@ -21,7 +21,7 @@ def nothing_runs(monkeypatch):
 
     monkeypatch.setattr(subprocess, "Popen", no_process)
     # The 2017 stack's interpreter is asked once which modules it has: not here (its rows skip).
-    monkeypatch.setattr("rnnbench.legacy.host.probe", lambda python: (set(), "not asked in this test"))
+    monkeypatch.setattr("rnnbench.legacy.host.probe", lambda python: (set(), "not asked in this test", {}))
     monkeypatch.setattr("rnnbench.launch.Launcher.start", no_process)
 
 

@@ -168,6 +168,16 @@ def test_time_step_fit_recovers_fixed_and_per_step_cost():
     assert f.r2 == pytest.approx(1.0)
 
 
+def test_time_step_fit_weighs_every_point_and_never_gives_a_negative_fixed_cost():
+    noisy = dict(zip([25, 50, 100, 200, 400], [1.05, 0.95, 1.0, 1.0, 1.0]))  # 5% off at T = 25 and 50
+    f = sweep_of("time_steps", {"torch-nn": (list(noisy), lambda t: (0.004 + 0.0002 * t) * noisy[t])}).fit("torch-nn")
+    assert f.a == pytest.approx(0.004, rel=0.25) and f.b == pytest.approx(0.0002, rel=0.05)
+    # torch-nn's 1x320 LSTM measured here (ms): faster than linear growth, a negative intercept
+    measured = dict(zip([25, 50, 100, 200, 400], [15.0, 27.0, 62.5, 119.3, 297.3]))
+    f = sweep_of("time_steps", {"torch-nn": (list(measured), lambda t: measured[t] / 1e3)}).fit("torch-nn")
+    assert f.a == 0.0 and f.b == pytest.approx(0.000608, rel=0.01)  # refitted through the origin
+
+
 def test_power_fit_recovers_the_exponent_despite_noise():
     noise = iter([1.02, 0.97, 1.01, 0.99, 1.03, 0.98])
     sw = sweep_of("batch", {"jax-scan": ([1, 4, 16, 64, 128, 256], lambda b: 0.002 * b ** 0.7 * next(noise))})

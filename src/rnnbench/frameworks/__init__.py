@@ -59,6 +59,10 @@ class Framework:
         return all(importlib.util.find_spec(m) is not None for m in self.modules)
 
     def versions(self) -> dict[str, str]:
+        if self.legacy:  # installed in the legacy interpreter, not here
+            from ..legacy import host
+
+            return host.versions(self.distributions)
         from importlib import metadata
 
         out = {}

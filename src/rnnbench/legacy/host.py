@@ -27,7 +27,12 @@ ROOT = Path(HERE).parents[2]  # the checkout: src/rnnbench/legacy -> .
 WORKER = os.path.join(HERE, "worker.py")
 PROBE_TIMEOUT_S = 60.0
 PROBE = """import importlib.util, json, sys
-print(json.dumps({"version": "%d.%d.%d" % sys.version_info[:3],
+try:
+    import pkg_resources
+    dists = dict((d.project_name, d.version) for d in pkg_resources.working_set)
+except ImportError:
+    dists = {}
+print(json.dumps({"version": "%d.%d.%d" % sys.version_info[:3], "dists": dists,
                   "found": [m for m in sys.argv[1:] if importlib.util.find_spec(m) is not None]}))"""
 # OpenBLAS 0.2.20 (NumPy 1.13) takes CPUs newer than it for the oldest x86-64 kernels:
 # AVX2 is what 2017's CPUs had, and what it would have chosen on them.
@@ -57,22 +62,24 @@ def python() -> str | None:
 
 
 @functools.lru_cache(maxsize=None)
-def probe(interpreter: str) -> tuple[set[str], str]:
-    """The modules of the 2017 stack that ``interpreter`` finds, and why it found none if
-    it could not be run or answered nonsense (a broken venv): ("", ...) when all is well."""
+def probe(interpreter: str) -> tuple[set[str], str, dict[str, str]]:
+    """The modules of the 2017 stack that ``interpreter`` finds, why it found none if it
+    could not be run or answered nonsense (a broken venv; "" when all is well), and the
+    versions of the distributions it has (what a legacy worker records, and what
+    ``--resume`` compares them with)."""
     modules = sorted({m for _, mods in FRAMEWORKS.values() for m in mods})
     try:
         p = subprocess.run([interpreter, "-c", PROBE, *modules], capture_output=True, text=True,
                            timeout=PROBE_TIMEOUT_S, env={**os.environ, "PYTHONPATH": ""})
         answer = json.loads(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 else None
     except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as e:
-        return set(), f"the legacy interpreter {interpreter} does not run ({type(e).__name__}: {e})"
+        return set(), f"the legacy interpreter {interpreter} does not run ({type(e).__name__}: {e})", {}
     if answer is None:
         why = (p.stderr.strip().splitlines() or [f"exit status {p.returncode}"])[-1]
-        return set(), f"the legacy interpreter {interpreter} does not run ({why[:200]})"
+        return set(), f"the legacy interpreter {interpreter} does not run ({why[:200]})", {}
     if not answer["version"].startswith("3.6."):
-        return set(), f"the legacy interpreter {interpreter} is Python {answer['version']}, not 3.6"
-    return set(answer["found"]), ""
+        return set(), f"the legacy interpreter {interpreter} is Python {answer['version']}, not 3.6", {}
+    return set(answer["found"]), "", answer.get("dists") or {}
 
 
 def problem(modules: tuple[str, ...]) -> str:
@@ -80,11 +87,18 @@ def problem(modules: tuple[str, ...]) -> str:
     interpreter = python()
     if interpreter is None:
         return "no Python 3.6 for the 2017 stack (RNNBENCH_LEGACY_PYTHON, .venv-legacy, pyenv, python3.6)"
-    found, why = probe(interpreter)
+    found, why, _ = probe(interpreter)
     if why:
         return why
     lacking = [m for m in modules if m not in found]
     return f"{interpreter} lacks {', '.join(lacking)}" if lacking else ""
+
+
+def versions(distributions) -> dict[str, str]:
+    """The versions of ``distributions`` in the legacy interpreter, as its worker records them."""
+    interpreter = python()
+    found = {k.lower(): v for k, v in (probe(interpreter)[2] if interpreter else {}).items()}
+    return {d: found[d.lower()] for d in distributions if d.lower() in found}
 
 
 def command(job_path: str, env: dict[str, str]) -> tuple[str, list[str], dict[str, str]]:
