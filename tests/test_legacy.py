@@ -179,3 +179,34 @@ def test_one_implementation_per_2017_framework_trains_and_verifies(tmp_path, mon
         assert (d["status"], d["checks"]) == ("ok", "ok") and d["verified"] in verdicts, \
             (d["impl"], d["reason"], d.get("verify_message"))
         assert d["meta"]["runtime"]["openblas_coretype"] == "Haswell" and d["version"]
+
+
+@pytest.mark.skipif(not HAS_VENV, reason=".venv-legacy is not there (make legacy)")
+@pytest.mark.parametrize("impl, args, model", [
+    # Lasagne 0.1's GRU keeps its one candidate bias outside the reset gate
+    ("lasagne", ["-s", "gru-1x320-ce"], "GRU reset-after-bias-outside"),
+    # Keras 2.0.5's Theano CTC smooths the emissions and sums the alignments over time
+    ("keras2-theano", ["--network", "lstm,layers=1,ctc"], "CTC keras2-theano"),
+])
+def test_the_2017_formulations_verify_against_the_reference(impl, args, model, tmp_path, monkeypatch, capsys):
+    """The math, not the speed: Theano's FAST_COMPILE mode (few graph optimizations, most
+    ops in Python) verifies the same graph in seconds; the default mode's cold C compile of
+    these scans took 2-4 min each here."""
+    monkeypatch.delenv("RNNBENCH_LEGACY_PYTHON", raising=False)
+    monkeypatch.setenv("THEANO_FLAGS", "mode=FAST_COMPILE")
+    assert cli.main(["verify", "-i", impl, *args, "--out", str(tmp_path)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if f" {impl} " in x and " pass " in x)
+    assert model in line, line
+
+
+@pytest.mark.skipif(not HAS_VENV, reason=".venv-legacy is not there (make legacy)")
+def test_keras2_tf1_race_script_orders_the_assignments(monkeypatch, capsys):
+    """scripts/keras2_tf1_race.py: with every Adam assignment after every gradient, Keras
+    2.0.5 on TensorFlow 1.2 passes verification (as shipped, gru-1x320-ce never does)."""
+    sys.path.insert(0, str(host.ROOT / "scripts"))
+    import keras2_tf1_race
+
+    monkeypatch.delenv("RNNBENCH_LEGACY_PYTHON", raising=False)
+    assert keras2_tf1_race.main(["--tries", "2", "--scenario", "gru-1x320-ce"]) == 0
+    out = capsys.readouterr().out
+    assert "plain: 0 of 2 tries pass verification" in out and "ordered: 2 of 2 tries pass verification" in out, out

@@ -67,6 +67,16 @@ def test_a_failing_check_in_any_process_fails_the_run():
     assert doc["checks"] == "failed: overhead" and doc["check_details"]["overhead_pct"] == 4.0
 
 
+def test_a_check_no_process_applied_stays_not_applicable():
+    """A forward run's loss has no reason to decrease: its processes skip that check, and
+    pooling them must not turn "not applicable" into a failure."""
+    parts = [process_doc([0.10] * 5), process_doc([0.11] * 5)]
+    for p in parts:
+        p["check_details"] = {**p["check_details"], "decreasing": None}
+    doc = combine(parts, 2)
+    assert doc["checks"] == "ok" and doc["check_details"]["decreasing"] is None
+
+
 def test_the_matrix_runs_process_by_process_interleaved(tmp_path):
     out = tmp_path / "out"
     r, labels = matrix(out, processes=2)

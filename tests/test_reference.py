@@ -92,10 +92,11 @@ def test_ce_head_gradient_and_value():
             assert grad[idx] == pytest.approx((up - down) / (2 * h), rel=1e-6, abs=1e-9)
 
 
-def ctc_brute_force(logits, labels):
-    """-log of the summed probability of every path that collapses to ``labels``."""
+def ctc_brute_force(logits, labels, smooth=0.0):
+    """-log of the summed probability of every path that collapses to ``labels`` (each
+    class's probability smoothed to ``(1 - smooth) p + smooth / S``, S = 2U + 1)."""
     T, C = logits.shape
-    p = np.exp(R.log_softmax(logits))
+    p = (1 - smooth) * np.exp(R.log_softmax(logits)) + smooth / (2 * len(labels) + 1)
     total = 0.0
     for path in itertools.product(range(C), repeat=T):
         collapsed = [k for i, k in enumerate(path) if k != R.BLANK and (i == 0 or path[i - 1] != k)]
@@ -104,18 +105,24 @@ def ctc_brute_force(logits, labels):
     return -np.log(total)
 
 
+@pytest.mark.parametrize("ctc", R.CTC_VARIANTS)
 @pytest.mark.parametrize("labels", [(1, 2), (1, 1), (2,)])
-def test_ctc_loss_brute_force_and_gradient(labels):
+def test_ctc_loss_brute_force_and_gradient(labels, ctc):
     logits = np.random.default_rng(3).normal(size=(4, 3))
-    nll, grad = R.ctc_loss(logits, np.array(labels))
-    assert nll == pytest.approx(ctc_brute_force(logits, labels), rel=1e-12)
-    assert grad.sum(axis=1) == pytest.approx(np.zeros(4), abs=1e-12)  # softmax - occupancy
+    nll, grad = R.ctc_loss(logits, np.array(labels), ctc)
+    if ctc == "exact":
+        assert nll == pytest.approx(ctc_brute_force(logits, labels), rel=1e-12)
+    else:  # Keras 2's Theano loss: smoothed, and counted once per time step (T = 4)
+        expected = ctc_brute_force(logits, labels, smooth=R.KERAS2_CTC_SMOOTHING) - np.log(4)
+        assert nll == pytest.approx(expected, rel=1e-12)
+        assert abs(nll - R.ctc_loss(logits, np.array(labels))[0]) > 1.0
+    assert grad.sum(axis=1) == pytest.approx(np.zeros(4), abs=1e-12)  # shift-invariant softmax
     h = 1e-6
     for idx in itertools.product(range(4), range(3)):
         up, down = logits.copy(), logits.copy()
         up[idx] += h
         down[idx] -= h
-        fd = (R.ctc_loss(up, np.array(labels))[0] - R.ctc_loss(down, np.array(labels))[0]) / (2 * h)
+        fd = (R.ctc_loss(up, np.array(labels), ctc)[0] - R.ctc_loss(down, np.array(labels), ctc)[0]) / (2 * h)
         assert grad[idx] == pytest.approx(fd, rel=1e-5, abs=1e-8)
 
 

@@ -157,6 +157,13 @@ def progress_text(steps: list[dict], job: Job) -> str:
     return f"last reported: {last['phase']} step {last['step'] + 1}, {len(steps)}{total} steps reported"
 
 
+def pooled_check(verdicts: list) -> bool | None:
+    """One check over the processes: None (not applicable, e.g. "decreasing" for a forward
+    run) where no process applied it, else whether every process that did passed."""
+    applied = [v for v in verdicts if v is not None]
+    return all(applied) if applied else None
+
+
 def combine(parts: list[dict], planned: int) -> dict:
     """The document of one (scenario, implementation) measured in several worker
     processes (``--processes K``, pyperf's way: a slow minute of the machine lands in one
@@ -190,7 +197,7 @@ def combine(parts: list[dict], planned: int) -> dict:
     measured = [x["runtime_s"] for x in steps if x["phase"] == "measure"]
     summary = stats.summarize(measured)
     details = [d.get("check_details") or {} for d in parts]
-    checks = {k: all(c.get(k, True) for c in details) for k in ("finite", "decreasing", "overhead")}
+    checks = {k: pooled_check([c.get(k, True) for c in details]) for k in ("finite", "decreasing", "overhead")}
     checks["overhead_pct"] = max((c.get("overhead_pct") or 0.0) for c in details)
     median = summary["median_s"]
     gflops = first["flops_per_step"] / median / 1e9 if median > 0 else None

@@ -29,6 +29,18 @@ The two GRU formulations (gate blocks ``r, z, n``; ``h' = (1 - z) * n + z * h`` 
 * ``"reset-before"``: ``n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)``. The original GRU
   (Cho et al. 2014), TensorFlow's ``GRUBlockCell`` (``tf.raw_ops.GRUBlockCell``) and
   ``tf.compat.v1`` ``GRUCell``, Keras ``GRU(reset_after=False)``.
+* ``"reset-after-bias-outside"``: ``n = tanh(W_in x + b_in + b_hn + r * (W_hn h))``: the
+  reset gate scales the recurrent matmul but not its bias. Lasagne 0.1's ``GRULayer`` (one
+  bias per gate, outside the reset gate).
+
+The CTC variants (``ctc``):
+
+* ``"exact"``: the CTC loss above.
+* ``"keras2-theano"``: Keras 2.0.5's Theano ``ctc_batch_cost`` (its own scan). It smooths
+  every emission, ``y' = (1 - 1e-4) y[t, ext[s]] + 1e-4 / S`` (S = 2U + 1, the extended
+  label length), and adds ``alpha * beta / y'`` over every time step instead of one, so a
+  sequence's loss is ``-log(T_i p'(l | x))``: the exact loss's alignment sum on smoothed
+  probabilities, plus ``-log T_i`` (no gradient).
 
 The two Adam variants (first step, zero moments, betas 0.9/0.999):
 
@@ -44,7 +56,9 @@ import numpy as np
 from .data import Batch, weight_shapes
 from .scenarios import Scenario
 
-GRU_FORMULATIONS = ("reset-after", "reset-before")
+GRU_FORMULATIONS = ("reset-after", "reset-before", "reset-after-bias-outside")
+CTC_VARIANTS = ("exact", "keras2-theano")
+KERAS2_CTC_SMOOTHING = 1e-4
 ADAM_VARIANTS = ("standard", "epsilon-hat")
 BLANK = 0
 
@@ -77,6 +91,9 @@ def gru_cell(x, state, p: Params, gru: str):
     if gru == "reset-after":
         hn = h @ w_hn.T + b_hn  # the reset gate scales the recurrent term after the matmul
         n = np.tanh(gi[:, 2 * H :] + r * hn)
+    elif gru == "reset-after-bias-outside":
+        hn = h @ w_hn.T  # ... but not its bias
+        n = np.tanh(gi[:, 2 * H :] + b_hn + r * hn)
     else:
         hn = r * h  # reset-before: the reset gate scales the state before the matmul
         n = np.tanh(gi[:, 2 * H :] + hn @ w_hn.T + b_hn)
@@ -92,13 +109,14 @@ def gru_cell_backward(d_state, cache, p: Params, grads: Params, gru: str):
     dn = dh_new * (1.0 - z)
     dz = dh_new * (h - n)
     da_n = dn * (1.0 - n * n)  # pre-activation of n
-    if gru == "reset-after":  # hn = W_hn h + b_hn
+    if gru in ("reset-after", "reset-after-bias-outside"):  # hn = W_hn h (+ b_hn)
         dr = da_n * hn
-        d_hn = da_n * r  # grad of W_hn h + b_hn
+        d_hn = da_n * r  # grad of W_hn h (+ b_hn)
+        db_hn = d_hn if gru == "reset-after" else da_n
         n_input = h  # what the n block of W_hh multiplies
         dh = dh_new * z + d_hn @ w_hn
     else:  # hn = r * h
-        d_hn = da_n  # grad of W_hn (r h) + b_hn
+        d_hn = db_hn = da_n  # grad of W_hn (r h) + b_hn
         d_rh = da_n @ w_hn
         dr = d_rh * h
         n_input = hn
@@ -109,7 +127,7 @@ def gru_cell_backward(d_state, cache, p: Params, grads: Params, gru: str):
     grads["b_ih"] += d_in.sum(axis=0)
     grads["w_hh"][: 2 * H] += da_rz.T @ h
     grads["w_hh"][2 * H :] += d_hn.T @ n_input
-    grads["b_hh"] += np.concatenate([da_rz, d_hn], axis=1).sum(axis=0)
+    grads["b_hh"] += np.concatenate([da_rz, db_hn], axis=1).sum(axis=0)
     dh = dh + da_rz @ p["w_hh"][: 2 * H]
     return d_in @ p["w_ih"], (dh,)
 
@@ -260,7 +278,7 @@ def ce_head(top: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray):
     return loss, dtop, dlogits.T @ feats, dlogits.sum(axis=0)
 
 
-def ctc_loss(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+def ctc_loss(logits: np.ndarray, labels: np.ndarray, ctc: str = "exact") -> tuple[float, np.ndarray]:
     """CTC negative log-likelihood of one sequence and its gradient w.r.t. the logits.
 
     ``logits``: (T, C) for the sequence's true length only; ``labels``: (U,) in 1..C-1.
@@ -268,6 +286,8 @@ def ctc_loss(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]
     blank`` (length S = 2U + 1). ``alpha[t, s]`` and ``beta[t, s]`` both include the
     emission at t, so the posterior occupancy of s at t is
     ``alpha + beta - log y[t, ext[s]] - log p``; d(-log p)/d logits = softmax - occupancy.
+    ``ctc="keras2-theano"``: the emissions smoothed and the loss offset as Keras 2.0.5's
+    Theano backend computes them (see the module docstring).
     """
     T, C = logits.shape
     lp = log_softmax(logits)
@@ -278,7 +298,8 @@ def ctc_loss(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]
     # s may be entered from s - 2 (skipping a blank) unless ext[s] is a blank or a repeat.
     skip = np.zeros(S, dtype=bool)
     skip[2:] = (ext[2:] != BLANK) & (ext[2:] != ext[:-2])
-    emit = lp[:, ext]  # (T, S)
+    smooth = KERAS2_CTC_SMOOTHING if ctc == "keras2-theano" else 0.0
+    emit = np.log((1 - smooth) * np.exp(lp[:, ext]) + smooth / S) if smooth else lp[:, ext]  # (T, S)
 
     alpha = np.full((T, S), -np.inf)
     alpha[0, :2] = emit[0, :2]
@@ -302,12 +323,16 @@ def ctc_loss(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]
     if not np.isfinite(log_p):
         raise ValueError(f"CTC: {len(labels)} labels cannot be aligned to {T} time steps")
     occupancy = np.exp(alpha + beta - emit - log_p)  # (T, S)
+    # d(-log p)/d log y'[t, s] = -occupancy; log y' depends on the logits through y[t, ext[s]],
+    # whose log has the gradient 1 - softmax: weigh each occupancy by d log y' / d log y.
+    share = occupancy * ((1 - smooth) * np.exp(lp[:, ext] - emit))
     per_class = np.zeros((T, C))
-    np.add.at(per_class.T, ext, occupancy.T)  # sum over s with the same class
-    return -log_p, np.exp(lp) - per_class
+    np.add.at(per_class.T, ext, share.T)  # sum over s with the same class
+    nll = -log_p - (np.log(T) if smooth else 0.0)
+    return nll, np.exp(lp) * share.sum(axis=1, keepdims=True) - per_class
 
 
-def ctc_head(top, labels, lengths, w, b):
+def ctc_head(top, labels, lengths, w, b, ctc="exact"):
     """Dense on every step -> CTC, mean over the batch. Returns loss, dtop, dw, db."""
     B = top.shape[0]
     logits = top @ w.T + b
@@ -315,7 +340,7 @@ def ctc_head(top, labels, lengths, w, b):
     loss = 0.0
     for i in range(B):
         L = int(lengths[i])
-        nll, d = ctc_loss(logits[i, :L], labels[i])
+        nll, d = ctc_loss(logits[i, :L], labels[i], ctc)
         loss += nll / B
         dlogits[i, :L] = d / B
     dw = np.einsum("btc,btd->cd", dlogits, top)
@@ -339,10 +364,12 @@ def _check(s: Scenario, weights) -> dict[str, np.ndarray]:
     return out
 
 
-def loss_and_grads(s: Scenario, batch: Batch, weights, gru: str = "reset-after"):
+def loss_and_grads(s: Scenario, batch: Batch, weights, gru: str = "reset-after", ctc: str = "exact"):
     """Loss (float) and its gradients (dict of float64 arrays, canonical names)."""
     if gru not in GRU_FORMULATIONS:
         raise ValueError(f"gru formulation {gru!r}, expected one of {GRU_FORMULATIONS}")
+    if ctc not in CTC_VARIANTS:
+        raise ValueError(f"ctc variant {ctc!r}, expected one of {CTC_VARIANTS}")
     w = _check(s, weights)
     x = np.asarray(batch.x, dtype=np.float64)
     B, T, _ = x.shape
@@ -355,7 +382,7 @@ def loss_and_grads(s: Scenario, batch: Batch, weights, gru: str = "reset-after")
     if s.loss == "ce":
         loss, dtop, dw, db = ce_head(top, np.asarray(batch.y), w["head.w"], w["head.b"])
     else:
-        loss, dtop, dw, db = ctc_head(top, np.asarray(batch.y), lengths, w["head.w"], w["head.b"])
+        loss, dtop, dw, db = ctc_head(top, np.asarray(batch.y), lengths, w["head.w"], w["head.b"], ctc)
     grads = stack_backward(s, dtop, mask, rev, w, caches, gru)
     grads["head.w"], grads["head.b"] = dw, db
     return float(loss), {name: grads[name] for name in w}

@@ -16,8 +16,9 @@ same step with :func:`rnnbench.reference.train_step` and measures:
   tensor of every scenario (tests/test_reference.py checks this), so the check is as strict
   as it says.
 
-Notes from the implementation choose what it is compared with: ``gru`` (reset-after or
-reset-before), ``adam`` (standard or epsilon-hat) and ``bias``: "single" for frameworks
+Notes from the implementation choose what it is compared with: ``gru`` (reset-after,
+reset-before, or Lasagne's reset-after-bias-outside), ``adam`` (standard or epsilon-hat),
+``ctc`` (exact, or Keras 2's Theano keras2-theano) and ``bias``: "single" for frameworks
 with one bias vector per gate, loaded as ``b_ih + b_hh`` and trained as the canonical
 model with ``b_hh`` frozen.
 
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .data import Batch, weight_shapes
-from .reference import ADAM_VARIANTS, GRU_FORMULATIONS, adam_step, loss_and_grads
+from .reference import ADAM_VARIANTS, CTC_VARIANTS, GRU_FORMULATIONS, adam_step, loss_and_grads
 from .scenarios import PROFILES, Scenario, apply_profile
 
 # With the default eps (1e-8 or 1e-7) the first Adam step is ~ -lr * sign(g): every
@@ -104,12 +105,15 @@ def compare(s: Scenario, batch: Batch, weights, loss: float, new_weights, notes=
     notes = notes or {}
     gru = notes.get("gru", "reset-after")
     adam = notes.get("adam", "standard")
+    ctc = notes.get("ctc", "exact")
     verdict = Verdict(ok=False, loss_err=float("inf"), gru=gru, adam=adam, loss=float(loss))
     problems = []
     if gru not in GRU_FORMULATIONS:
         problems.append(f"unknown notes['gru'] {gru!r} (expected one of {GRU_FORMULATIONS})")
     if adam not in ADAM_VARIANTS:
         problems.append(f"unknown notes['adam'] {adam!r} (expected one of {ADAM_VARIANTS})")
+    if ctc not in CTC_VARIANTS:
+        problems.append(f"unknown notes['ctc'] {ctc!r} (expected one of {CTC_VARIANTS})")
     shapes = weight_shapes(s)
     missing = [n for n in shapes if n not in new_weights]
     extra = sorted(set(new_weights) - set(shapes))
@@ -124,7 +128,7 @@ def compare(s: Scenario, batch: Batch, weights, loss: float, new_weights, notes=
         verdict.message = "; ".join(problems)
         return verdict
 
-    ref_loss, grads = loss_and_grads(s, batch, weights, gru=gru)
+    ref_loss, grads = loss_and_grads(s, batch, weights, gru=gru, ctc=ctc)
     if notes.get("bias") == "single":
         # One bias vector per gate, loaded as b_ih + b_hh: the canonical model with b_hh
         # frozen (the implementation reports b_hh unchanged and the whole update in b_ih).
@@ -146,6 +150,8 @@ def compare(s: Scenario, batch: Batch, weights, loss: float, new_weights, notes=
         problems.append(f"{len(bad)}/{len(shapes)} weight updates differ (> {DELTA_RTOL:g}): {listed}")
     verdict.ok = not problems
     model = ([f"GRU {gru}"] if s.cell == "gru" else []) + [f"Adam {adam}"]
+    if s.loss == "ctc" and ctc != "exact":
+        model.append(f"CTC {ctc}")
     if notes.get("bias") == "single":
         model.append("one bias per gate")
     if forward_loss is not None:

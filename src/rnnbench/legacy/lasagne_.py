@@ -20,8 +20,8 @@ Weights: Lasagne keeps one (inputs, H) / (H, H) matrix and one bias per gate (lo
 ``b_ih + b_hh``: notes["bias"] = "single"); LSTM without peepholes (its default has them).
 Its GRU computes ``h' = (1 - u) h + u c`` (so u = 1 - z: loaded negated) and
 ``c = tanh(W_c x + b_c + r * (W_hc h))``: the reset gate applies after the matmul as in
-the canonical formulation, but there is no recurrent bias inside it, so no formulation of
-the reference is Lasagne's GRU: it is timed, not verified (said so).
+the canonical formulation, but its one bias stays outside the reset gate: verified against
+the reference's "reset-after-bias-outside" formulation (``b_c = b_in + b_hn``).
 """
 
 import sys
@@ -139,7 +139,5 @@ def build(cfg):
 
     notes = {"adam": "epsilon-hat", "bias": "single", "blas": str(theano.config.blas.ldflags) or "NumPy C-API"}
     if s.cell == "gru":
-        notes["gru"] = "Lasagne: reset after the matmul, no recurrent bias"
-        notes["unverifiable"] = ("Lasagne 0.1's GRULayer has no recurrent bias inside the reset gate "
-                                 "(c = tanh(W_c x + b_c + r * W_hc h)): neither GRU formulation of the reference")
+        notes["gru"] = "reset-after-bias-outside"
     return Trainer(step, weights, lasagne.layers.count_params(head, trainable=True), notes)

@@ -8,7 +8,7 @@ of the time. CPU only: the CUDA builds of 2017-2018 predate today's GPUs.
   ``session_config`` below, which the scripts create their session with) and flushes
   denormals itself.
 * theano, keras2-theano: ``THEANO_FLAGS`` (float32, CPU, the compile cache in
-  ``$RNNBENCH_CACHE_DIR``); Theano's ops are single-threaded, its BLAS calls go to NumPy's
+  ``$RNNBENCH_CACHE_DIR``, after any flags of yours in the environment); Theano's ops are single-threaded, its BLAS calls go to NumPy's
   OpenBLAS, which reads OPENBLAS_NUM_THREADS (set by the runner). Theano has no denormal
   switch.
 * keras2-*: ``KERAS_BACKEND``.
@@ -42,7 +42,9 @@ def setup(framework, threads, flush_denormal, device):
         os.environ["KERAS_BACKEND"] = KERAS_BACKENDS[framework]
         info["keras_backend"] = KERAS_BACKENDS[framework]
     if framework in ("theano", "keras2-theano"):
-        os.environ["THEANO_FLAGS"] = "floatX=float32,device=cpu,base_compiledir=" + os.path.join(cache_dir(), "theano")
+        # Yours first (THEANO_FLAGS, e.g. cxx= for Python-only ops), ours after: Theano takes the last.
+        ours = "floatX=float32,device=cpu,base_compiledir=" + os.path.join(cache_dir(), "theano")
+        os.environ["THEANO_FLAGS"] = ",".join(f for f in (os.environ.get("THEANO_FLAGS"), ours) if f)
         import theano
 
         info.update(flush_denormal="off (Theano has no switch)", blas_ldflags=str(theano.config.blas.ldflags),
