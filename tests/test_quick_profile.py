@@ -74,6 +74,7 @@ def test_each_run_records_a_cold_or_warm_cache(tmp_path):
     summary = {(row["scenario"]): row["cache_state"] for row in csv.DictReader(open(r.out / "summary.csv"))}
     assert summary == {"gru-1x320-ce": "partly cold", "lstm-1x320-ce": "cold", "lstm-4x320bi-ce": "not cached"}
     assert "first 500 ms (warm cache)" in result_line(second)
+    r.close()
     text = report.render(analysis.load(r.out))
     assert "500 ms (partly cold cache)" in text and "500 ms (no disk cache)" in text
     # The writers' list is the cache's own bookkeeping, never counted as a compile.
