@@ -255,7 +255,7 @@ def result_line(doc: dict) -> str:
     median = doc["median_s"]
     return (f"  ok       median {fmt.seconds(median)}/step, 95% CI "
             f"{fmt.interval(doc.get('ci_low_s'), doc.get('ci_high_s'), median)}"
-            f"  first {fmt.seconds(doc.get('first_step_s'))}  {ver}{checks}{warn}")
+            f"  first {fmt.first_step(doc.get('first_step_s'), doc.get('cache_state'))}  {ver}{checks}{warn}")
 
 
 def final_table(docs: list[dict]) -> str:
@@ -336,6 +336,7 @@ def _settings(args, bench: bool):
         out=Path(args.out),
         stop=stop,
         processes=getattr(args, "processes", None) or 1,
+        fresh_cache=getattr(args, "fresh_cache", False),
     )
 
 
@@ -386,6 +387,8 @@ def check_executor(args) -> None:
     elif (getattr(args, "processes", None) or 1) > 1:
         raise UsageError("--processes runs on the local executor only (its processes are interleaved on one "
                          "machine): drop --processes, or --executor ray")
+    elif getattr(args, "fresh_cache", False):
+        raise UsageError("--fresh-cache runs on the local executor only: drop --fresh-cache, or --executor ray")
 
 
 def run_settings(args):
@@ -589,6 +592,10 @@ def build_parser() -> Parser:
     run.add_argument("--no-verify", dest="verify", action="store_false",
                      help="skip the one-step check against the float64 reference")
     run.add_argument("--no-report", action="store_true", help="do not write report.md, report.html and plots")
+    run.add_argument("--fresh-cache", action="store_true",
+                     help="give every worker a new, empty compile cache, to measure cold compiles: first-step "
+                          "times then include every compile (default: smoke and quick share the per-user cache, "
+                          "so later runs start warm; each run records cold or warm)")
     run.add_argument("--resume", action="store_true",
                      help="continue the run in --out: keep its finished runs done with the same settings, sizes, "
                           "framework versions and source, run the rest (nothing is archived)")

@@ -100,3 +100,14 @@ def p_value(p) -> str:
     if missing(p):
         return MISSING
     return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+CACHE_NOTES = {"cold": "cold cache", "partly cold": "partly cold cache", "warm": "warm cache",
+               "not cached": "no disk cache"}
+
+
+def first_step(v, cache_state=None) -> str:
+    """A first-step time with what the compile cache held for it (``schema.CACHE_STATES``):
+    ``12.3 s (cold cache)``, ``1.23 s (warm cache)``; the time alone where not recorded."""
+    note = CACHE_NOTES.get(cache_state) if isinstance(cache_state, str) else None
+    return f"{seconds(v)} ({note})" if note and not missing(v) else seconds(v)

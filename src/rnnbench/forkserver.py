@@ -1,9 +1,13 @@
 """A fork server: one process imports a framework once, then forks a fresh worker for
-each (scenario, implementation). Used by the smoke profile, where the framework's import
-(about 4 s for torch and torch._dynamo, which ``torch.optim`` loads, on the 2-core Intel
-development machine) would otherwise be most of each worker's time. Every job still runs in its own process and process group, forked
-from the same just-imported state, so nothing of one job reaches the next; the runner
-times it out and kills it exactly as a spawned worker.
+each (scenario, implementation). Used by the smoke and quick profiles, where the framework's
+import (about 4 s for torch and torch._dynamo, which ``torch.optim`` loads, on the 2-core Intel
+development machine) would otherwise be much of each worker's time. Every job still runs in
+its own process and process group, forked from the same just-imported state, so nothing of
+one job reaches the next; the runner times it out and kills it exactly as a spawned worker.
+The server only imports: the worker sets its threads, denormal flag and device after the
+fork, as a spawned one does, so no thread pool is inherited (``fork`` copies only the calling
+thread); what its modules read from the environment at import (OMP_NUM_THREADS) is the same
+for every job of a run.
 
     python -m rnnbench.forkserver MODULE...
 

@@ -9,12 +9,15 @@ the runner only, which then stops the worker itself. A spawned worker (and a for
 server) is also killed by the kernel when the runner dies, however it dies (SIGKILL
 included: ``die_with``), so that no orphan keeps loading the machine while the next run,
 a resumed one, measures. Its environment sets the same
-thread count for every library (``thread_env``) and where compile caches go (``cache_env``).
+thread count for every library (``thread_env``) and where compile caches go (``cache_env``);
+the files of that cache before and after each worker say whether its compiles were cold or
+warm (``cache_record``).
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import os
 import select
@@ -68,6 +71,62 @@ def cache_env(cache: str) -> dict[str, str]:
     machine-wide /tmp/torchinductor_<user>, warm from earlier runs."""
     return {"RNNBENCH_CACHE_DIR": cache, "TORCHINDUCTOR_CACHE_DIR": os.path.join(cache, "torchinductor"),
             "TRITON_CACHE_DIR": os.path.join(cache, "triton")}
+
+
+CACHE_WRITERS = "rnnbench-writers.json"  # in the cache: which runs have compiled into it
+
+
+def cache_files(cache: str) -> dict[str, int]:
+    """Every file under ``cache``: its path relative to ``cache`` -> its size in bytes
+    (the writers' list, ``CACHE_WRITERS``, left out). Empty if the directory does not exist yet."""
+    files = {}
+    for root, _, names in os.walk(cache):
+        for name in names:
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, cache)
+            if not rel.startswith(CACHE_WRITERS):
+                try:
+                    files[rel] = os.lstat(path).st_size
+                except OSError:  # removed meanwhile (a compiler's lock or temporary file)
+                    pass
+    return files
+
+
+def cache_key(job) -> str:
+    """What a run compiles, as ``cache_record`` keeps it: the implementation, what a step is
+    (train, forward, or only the verification step) and a hash of the sizes."""
+    sizes = hashlib.sha256(json.dumps(job.sizes(), sort_keys=True).encode()).hexdigest()[:16]
+    return f"{job.impl} {job.timed or job.mode} {sizes}"
+
+
+def cache_record(cache: str, key: str, before: dict[str, int], after: dict[str, int]) -> dict:
+    """How a worker's compiles went, from the files of its compile cache before it started
+    and after it ended: ``cache_state`` (one of ``schema.CACHE_STATES``) and ``cache`` (the
+    directory, files before and added, bytes added). A run (``key``: ``cache_key``)
+    that added files compiled something new; one that added none ran from the cache if it
+    has written there before, else its framework keeps no compile on disk. The keys that
+    wrote are kept in the cache (``CACHE_WRITERS``), so a later run, of this matrix or
+    another sharing the cache, can tell "warm" from "not cached"."""
+    new = after.keys() - before.keys()
+    path = Path(cache) / CACHE_WRITERS
+    try:
+        writers = set(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        writers = set()
+    if new:
+        state = "partly cold" if key in writers else "cold"
+        if key not in writers:
+            tmp = path.with_name(f"{CACHE_WRITERS}.{os.getpid()}.tmp")
+            try:
+                tmp.write_text(json.dumps(sorted(writers | {key}), indent=0))
+                os.replace(tmp, path)
+            except OSError:  # a full cache: this run's state is right, the next may say "cold"
+                tmp.unlink(missing_ok=True)
+    else:
+        state = "warm" if key in writers else "not cached"
+    return {"cache_state": state,
+            "cache": {"dir": cache, "files_before": len(before), "files_added": len(new),
+                      "bytes_added": sum(after[p] for p in new)}}
 
 
 def preload(framework: str) -> tuple[str, ...]:

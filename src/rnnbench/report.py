@@ -170,7 +170,7 @@ def _detail(results: Results, scenario: str, charts: dict[str, Path]) -> str:
         if processes:
             cells += [fmt.percent(r.get("process_spread_pct")), fmt.spread(r.get("process_ci_pct"))]
         cells += [fmt.ratio(r["ratio"]), fmt.number(r["gflops"]), fmt.percent(r["efficiency_pct"]),
-                 fmt.seconds(r["first_step_s"]), fmt.number(r["peak_rss_mib"])]
+                 fmt.first_step(r["first_step_s"], r.get("cache_state")), fmt.number(r["peak_rss_mib"])]
         if gpu:
             cells.append(fmt.number(r["peak_gpu_mib"]))
         f = flags(r)
@@ -334,7 +334,10 @@ def render(results: Results, charts: dict[str, Path] | None = None) -> str:
             "measured steps; *\u00d7 fastest*: median over the scenario's fastest median; "
             "*GFLOP/s*: analytic matrix-product FLOPs per step \u00f7 median; *efficiency*: that over the "
             "GEMM rate measured in the same run; *first step*: the first warm-up step (compilation, "
-            "tracing, allocation); *peak RSS*: the worker process's peak memory; *verified*: one step "
+            "tracing, allocation), with what the compile cache held for the run's compiles: *cold* (all "
+            "compiled anew; `rnnbench run --fresh-cache` makes every run so), *partly cold*, *warm* (all "
+            "found in the cache) or *no disk cache* (the framework compiles in memory, in every run); "
+            "*peak RSS*: the worker process's peak memory; *verified*: one step "
             "on tiny shapes matches the float64 NumPy reference.", ""]
     for scenario in results.scenarios:
         out += [_detail(results, scenario, charts), ""]

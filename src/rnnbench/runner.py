@@ -38,7 +38,7 @@ from . import gemm, plan, results, resume, rundir
 from .assemble import Outcome, Run, combine, run_document
 from .frameworks import FRAMEWORKS
 from .impls import IMPLEMENTATIONS
-from .launch import Launcher, cache_env, compile_cache, read_result, tail, thread_env
+from .launch import Launcher, cache_env, cache_files, cache_key, cache_record, read_result, tail, thread_env
 from .protocol import Job, read_progress
 from .scenarios import Scenario, apply_profile
 from .settings import Settings, new_meta, now, settings_meta  # noqa: F401 (Settings: rnnbench.runner.Settings)
@@ -217,42 +217,45 @@ class Runner:
 
                 job.inputs = host.write_inputs(job, tmp / "inputs.npz")
             job.dump(str(tmp / "job.json"))
-            outcome, load = self.work(job, tmp, f".p{process + 1}" if self.st.processes > 1 else "")
-            return self.record({**run_document(job, self.info, outcome), **load})
+            outcome, around = self.work(job, tmp, f".p{process + 1}" if self.st.processes > 1 else "")
+            return self.record({**run_document(job, self.info, outcome), **around})
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
     def work(self, job: Job, tmp: Path, suffix: str = "") -> tuple[Outcome, dict]:
         """Start the job's worker and wait for it: how it ended and what it handed back,
-        and the load averages before and after it (``load_before``, ``load_after``).
+        and what was around it: the load averages before and after it (``load_before``,
+        ``load_after``) and what its compile cache held (``cache_state``, ``cache``).
         Its log: logs/<scenario>__<impl><suffix>.log."""
         log = self.out / "logs" / f"{job.sizes()['name']}__{job.impl}{suffix}.log"
-        cache = compile_cache(self.st.profile.shared_cache) or str(tmp / "cache")
+        cache = self.st.compile_cache() or str(tmp / "cache")
         env = {**os.environ, **thread_env(job.threads), **cache_env(cache)}
-        load = {"load_before": load_average()}
-        warning = busy_warning(load["load_before"][0], self.own_load.now(), job.threads)
+        around = {"load_before": load_average()}
+        before = cache_files(cache)
+        warning = busy_warning(around["load_before"][0], self.own_load.now(), job.threads)
         proc, t0 = None, time.perf_counter()
         try:
             proc = self.launcher.start(IMPLEMENTATIONS[job.impl].framework, [*self.st.worker, str(tmp / "job.json")],
                                        log, env)
             ended = self.wait(proc, job, t0, warning)
         except OSError as e:
-            return Outcome("exited", error=f"could not start the worker: {e}"), load
+            return Outcome("exited", error=f"could not start the worker: {e}"), around
         except KeyboardInterrupt as e:
             with rundir.deferred_signals():
                 if proc is not None:
                     proc.kill(INTERRUPT_GRACE_S)
                 self.record({**run_document(job, self.info, Outcome(
                     "interrupted", reason=f"interrupted by {rundir.cause(e)}", progress=read_progress(job.progress),
-                    wall_s=time.perf_counter() - t0, worker=proc.how if proc else "", stderr_tail=tail(log))), **load})
+                    wall_s=time.perf_counter() - t0, worker=proc.how if proc else "", stderr_tail=tail(log))), **around})
             raise
         wall_s = time.perf_counter() - t0
         proc.kill()  # anything the worker left running (compile worker pools)
         self.own_load.ran(job.threads, wall_s)
-        load["load_after"] = load_average()
+        around["load_after"] = load_average()
+        around.update(cache_record(cache, cache_key(job), before, cache_files(cache)))
         result, error = read_result(job.result)
         return Outcome(ended, proc.returncode, result, error, read_progress(job.progress), wall_s=wall_s,
-                       worker=proc.how, stderr_tail=tail(log)), load
+                       worker=proc.how, stderr_tail=tail(log)), around
 
     def wait(self, proc, job: Job, t0: float, warning: str | None = None) -> str:
         while True:

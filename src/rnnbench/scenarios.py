@@ -91,11 +91,12 @@ class Profile:
     time_steps: int | None  # None: the scenario's own length
     timeout_s: float
     tiny: bool = False  # shrink the network too (smoke only)
-    # Compile caches: fresh per worker, so first-step times are cold compiles; or one
-    # cache kept across workers and runs (smoke: its timings are not the point).
+    # Compile caches: fresh per worker, so first-step times are cold compiles; or the
+    # per-user cache kept across workers and runs (smoke, quick), where each run records
+    # whether its compiles were cold or warm (``cache_state``; ``--fresh-cache`` for cold ones).
     shared_cache: bool = False
     # Fork each worker from a per-framework fork server that imported the framework once
-    # (rnnbench.forkserver), instead of paying the import per worker (smoke only).
+    # (rnnbench.forkserver), instead of paying the import per worker (smoke, quick).
     fork_server: bool = False
     description: str = ""
     # Precision-targeted stopping: on by default where ``precision`` is set (a fraction:
@@ -112,10 +113,13 @@ PROFILES: dict[str, Profile] = {
         Profile("smoke", warmup=1, steps=3, time_steps=12, timeout_s=900, tiny=True,
                 shared_cache=True, fork_server=True, max_time_s=30.0,
                 description="tiny shapes, a few steps: every code path in seconds"),
-        # PyTensor's cold numba compile of the 4-layer CTC graph takes minutes. A fixed
-        # count: at 8 steps a run costs what it did, and --precision on it is bounded to
-        # a minute of measuring per run.
+        # Cold compiles (PyTensor's numba compile of the 4-layer CTC graph takes minutes)
+        # and imports were most of a quick matrix: it compiles into the per-user cache, so a
+        # later run finds its compiles there (each run records cold or warm), and forks its
+        # workers from one import per framework. A fixed count: at 8 steps a run costs what it did, and --precision on it
+        # is bounded to a minute of measuring per run.
         Profile("quick", warmup=2, steps=8, time_steps=100, timeout_s=1800, max_time_s=60.0,
+                shared_cache=True, fork_server=True,
                 description="the seed's networks on a 100-step time axis (the default)"),
         Profile("seed", warmup=5, steps=500, time_steps=None, timeout_s=24 * 3600,
                 description="exactly the seed: T=1000, 500 steps, median"),

@@ -14,7 +14,8 @@ Later, as optional columns (``Column.optional``: a CSV written before them still
 a run measured in several processes (``--processes K``) records ``processes``, the spread
 between their medians (``process_spread_pct``) beside the typical spread within one
 (``process_ci_pct``), and each step its ``process``; a run of the Ray executor, the
-``node`` it ran on.
+``node`` it ran on; what the compile cache held for a run's compiles (``cache_state``: cold,
+partly cold, warm, or not cached), empty in results written before it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ STATUSES = ("ok", "failed", "timeout", "skipped", "interrupted")
 PHASES = ("warmup", "measure")
 VERDICTS = ("yes", "no", "")  # verified: passed, failed, not checked
 DRIFTS = ("up", "down", "")  # step times trended up, down, or did not (rnnbench.stopping.drift)
+# What a run did to its compile cache (``rnnbench.launch.cache_record``): compiled into it
+# for the first time at its sizes; added to what the same implementation at the same sizes had compiled there
+# before (a part it did not run then: its verification step, or a new framework version);
+# found everything there; or wrote nothing ever (TensorFlow, JAX, eager PyTorch keep no
+# compile on disk here: they compile in memory, cold in every worker).
+CACHE_STATES = ("cold", "partly cold", "warm", "not cached")
 
 # No training step of this suite takes 11 days: a larger "time" is a damaged file (1e308),
 # not a measurement, and would overflow every rate computed from it.
@@ -85,6 +92,7 @@ SUMMARY = (
     Column("process_spread_pct", "float", minimum=0, optional=True),
     Column("process_ci_pct", "float", minimum=0, optional=True),
     Column("node", "text", optional=True),  # the Ray node a run ran on (--executor ray)
+    Column("cache_state", "text", choices=CACHE_STATES, optional=True),
 )
 STEPS = (
     *_text("run_id", "scenario", "impl", "framework", "version"), *_count("parameters"),

@@ -29,6 +29,11 @@ class Settings:
     worker: tuple[str, ...] = ("-m", "rnnbench.worker")  # what follows ``python`` to start a worker
     stop: dict | None = None  # bench: the stop rule (rnnbench.stopping.stop_rule); None: fixed counts
     processes: int = 1  # bench: worker processes per run, interleaved across the matrix (``--processes``)
+    fresh_cache: bool = False  # every worker compiles into a new, empty cache (``--fresh-cache``): cold compiles
+
+    def compile_cache(self) -> str | None:
+        """The compile cache every worker shares, or None for a fresh one per worker."""
+        return None if self.fresh_cache else compile_cache(self.profile.shared_cache)
 
 
 def now() -> str:
@@ -39,7 +44,8 @@ def settings_meta(st: Settings) -> dict:
     """The run-wide settings in meta.json: those a resumed run must share (``rundir.RESUME_KEYS``)."""
     return {"profile": st.profile.name, "mode": st.mode, "threads": st.threads, "flush_denormal": st.flush_denormal,
             "device": st.device, "warmup": st.warmup, "steps": st.steps, "stop": st.stop,
-            "time_steps": st.time_steps, "verify": st.verify, "timed": st.timed, "processes": st.processes}
+            "time_steps": st.time_steps, "verify": st.verify, "timed": st.timed, "processes": st.processes,
+            "fresh_cache": st.fresh_cache}
 
 
 def new_meta(st: Settings, run_id: str, scenarios: list, impls: list[str], argv: list[str]) -> dict:
@@ -49,7 +55,8 @@ def new_meta(st: Settings, run_id: str, scenarios: list, impls: list[str], argv:
         "state": "running", "started": now(), "finished": None, "interrupted": False,
         "argv": list(argv), "machine": machine.machine(), "git": machine.git_revision(), "rnnbench": __version__,
         "timeout_s": st.timeout_s, "scenarios": [s.name for s in scenarios], "impls": list(impls),
-        "compile_cache": compile_cache(st.profile.shared_cache) or "fresh per worker",
+        "compile_cache": st.compile_cache() or ("fresh per worker (--fresh-cache)" if st.fresh_cache
+                                                else "fresh per worker"),
         "workers": "forked from a fork server per framework that preloads it" if st.profile.fork_server
                    else "a fresh process each",
         "gemm": {"gflops": None, "threads": st.threads,
