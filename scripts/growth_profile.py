@@ -70,8 +70,8 @@ def main(argv=None) -> int:
     from rnnbench.scenarios import SCENARIOS
 
     impl = IMPLEMENTATIONS[args.impl]
-    dump_root = Path(tempfile.mkdtemp(prefix="xla-dump-"))
     if args.impl == "tf-xla":  # read once, when TensorFlow starts XLA: set before the import
+        dump_root = Path(tempfile.mkdtemp(prefix="xla-dump-"))
         os.environ["XLA_FLAGS"] = f"--xla_dump_to={dump_root}"
     seen: set[Path] = set()
     rt = runtime(impl.framework)

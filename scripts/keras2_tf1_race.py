@@ -23,6 +23,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 
@@ -82,6 +83,7 @@ def main(argv=None):
         return legacy_half(folder, kind, int(tries))
 
     import dataclasses
+    from types import SimpleNamespace
 
     import numpy as np
 
@@ -93,8 +95,9 @@ def main(argv=None):
     s = verify_scenario(SCENARIOS[args.scenario])
     batch, weights = make_batch(s), canonical_weights(s)
     with tempfile.TemporaryDirectory() as folder:
-        np.savez(os.path.join(folder, "inputs.npz"), **{"verify." + k: getattr(batch, k) for k in ("x", "y", "lengths", "label_lengths")},
-                 **{"verify.w." + k: v for k, v in weights.items()})
+        # the batch and weights as the runner hands them to a legacy worker's verification
+        host.write_inputs(SimpleNamespace(scenario=None, verify={"scenario": dataclasses.asdict(s)}),
+                          Path(folder, "inputs.npz"))
         with open(os.path.join(folder, "job.json"), "w") as f:
             json.dump({"scenario": dataclasses.asdict(s), "threads": args.threads, "lr": VERIFY_LR,
                        "adam_eps": VERIFY_EPS}, f)

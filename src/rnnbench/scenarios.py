@@ -115,9 +115,10 @@ PROFILES: dict[str, Profile] = {
                 description="tiny shapes, a few steps: every code path in seconds"),
         # Cold compiles (PyTensor's numba compile of the 4-layer CTC graph takes minutes)
         # and imports were most of a quick matrix: it compiles into the per-user cache, so a
-        # later run finds its compiles there (each run records cold or warm), and forks its
-        # workers from one import per framework. A fixed count: at 8 steps a run costs what it did, and --precision on it
-        # is bounded to a minute of measuring per run.
+        # later run finds its compiles there (each run records cold or warm), and forks the
+        # workers of frameworks with a preload (rnnbench.frameworks: PyTorch) from one import.
+        # A fixed count: at 8 steps a run costs what it did, and --precision on it is bounded
+        # to a minute of measuring per run.
         Profile("quick", warmup=2, steps=8, time_steps=100, timeout_s=1800, max_time_s=60.0,
                 shared_cache=True, fork_server=True,
                 description="the seed's networks on a 100-step time axis (the default)"),

@@ -16,8 +16,10 @@ each state held past its sequence's end (and the backward direction starts at th
 end), and ``K.ctc_batch_cost`` in a ``Lambda`` layer is the model's output, with the
 identity as its "loss". That function takes the LAST class as the blank: the head's
 class 0 (the canonical blank) is moved to the end and the labels shift down by one.
-On TensorFlow 1.2 the train step's update of the recurrent layers does not match Adam on
-its own (correct) gradient, not in every run: verification flags it (see the README).
+On TensorFlow 1.2 the train step's update of the recurrent layers is wrong in some runs
+(every run on the GRU), and verification flags it: Keras 2.0.5's Adam creates each
+``tf.assign`` waiting for that weight's own gradient only, so the backward pass may read a
+weight its assignment already changed (scripts/keras2_tf1_race.py; kept as 2017 shipped it).
 On Theano, Keras 2.0.5's ``ctc_batch_cost`` is its own scan that smooths the
 probabilities, ``(1 - 1e-4) p + 1e-4 / S``, and sums the alignments over every time step
 (``-log(T p)``): verified against the reference's "keras2-theano" CTC variant.

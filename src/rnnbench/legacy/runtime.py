@@ -8,9 +8,9 @@ of the time. CPU only: the CUDA builds of 2017-2018 predate today's GPUs.
   ``session_config`` below, which the scripts create their session with) and flushes
   denormals itself.
 * theano, keras2-theano: ``THEANO_FLAGS`` (float32, CPU, the compile cache in
-  ``$RNNBENCH_CACHE_DIR``, after any flags of yours in the environment); Theano's ops are single-threaded, its BLAS calls go to NumPy's
-  OpenBLAS, which reads OPENBLAS_NUM_THREADS (set by the runner). Theano has no denormal
-  switch.
+  ``$RNNBENCH_CACHE_DIR``, after any flags of yours in the environment); Theano's ops are
+  single-threaded, its BLAS calls go to NumPy's OpenBLAS, which reads OPENBLAS_NUM_THREADS
+  (set by the runner). Theano has no denormal switch.
 * keras2-*: ``KERAS_BACKEND``.
 
 NumPy 1.13's OpenBLAS (0.2.20) does not know today's CPUs and falls back to its slowest
