@@ -424,8 +424,11 @@ class RayRunner:
 
     def cancel(self, pending: dict, keep: bool = True) -> None:
         """Cancel every unfinished run (a running one kills its worker's process group),
-        and record those that finished meanwhile (``keep``)."""
-        for ref in pending:
+        and record those that finished meanwhile (``keep``). Runs already finished are not
+        cancelled: Ray 2.60 aborted the driver here (task_manager.cc: "Tried to complete task
+        that was not pending") when a cancel met a task's completion."""
+        done, _ = self.ray.wait(list(pending), num_returns=len(pending), timeout=0) if pending else ([], [])
+        for ref in set(pending) - set(done):
             self.ray.cancel(ref)
         if not (pending and keep):
             return
