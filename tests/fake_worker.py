@@ -5,7 +5,9 @@ It reads the job and writes its result through ``rnnbench.protocol``, as a worke
 ``ok`` (and ``env``, ``stray``, ``killparent``, ``nan``, ``slow``) hands back the step
 records its stop rule asks for (``rnnbench.stopping``: warmup + steps, or as many as the
 precision needs), with made-up times: warm-up 0.5 s falling to 0.2 s, measured steps
-0.100 to 0.104 s; the others crash, hang, or write something that is not a result.
+0.100 to 0.104 s; ``verified`` (``wrong``) hands back the reference's own verification
+step (its update half as large again) and counts it in ``$RNNBENCH_CACHE_DIR/verified.log``;
+the others crash, hang, or write something that is not a result.
 ``slow`` takes ``$FAKE_STEP_S`` seconds a step (default 0.2), reporting each as it ends.
 """
 
@@ -73,6 +75,20 @@ else:
                 progress.write(json.dumps(steps[-1]) + "\n")
                 progress.flush()
     verify = {"skipped": "a fake worker has no weights"} if job.verify else None
+    if job.verify and mode in ("verified", "wrong"):  # the reference's own step: it passes (or, off, fails)
+        from rnnbench.data import canonical_weights, make_batch
+        from rnnbench.reference import train_step
+        from rnnbench.scenarios import Scenario
+
+        s = Scenario(**job.verify["scenario"])
+        weights = canonical_weights(s)
+        loss, _, new = train_step(s, make_batch(s), weights, lr=job.verify["lr"], eps=job.verify["adam_eps"])
+        scale = 1.5 if mode == "wrong" else 1.0
+        verify = {"scenario": job.verify["scenario"], "loss": float(loss),
+                  "weights": {k: (weights[k] + scale * (v - weights[k])).tolist() for k, v in new.items()}}
+        os.makedirs(os.environ["RNNBENCH_CACHE_DIR"], exist_ok=True)
+        with open(os.path.join(os.environ["RNNBENCH_CACHE_DIR"], "verified.log"), "a") as log:
+            log.write(job.impl + "\n")  # how many verification steps ran
     bench = job.mode == "bench"
     Result(status="ok", reason="", runtime={"device": "cpu", "device_name": "cpu", "threads": 1, "flush_denormal": "on"},
            versions=framework_versions(IMPLEMENTATIONS[job.impl].framework), source_sha256=source_hash(job.impl),

@@ -34,8 +34,8 @@ def quiet(monkeypatch, tmp_path):
 
 
 def opened(tmp_path, worker, profile="quick", **kw) -> Runner:
-    st = Settings(profile=PROFILES[profile], warmup=1, steps=5, threads=1, timeout_s=30.0, verify=False,
-                  out=tmp_path / "out", worker=worker, **kw)
+    st = Settings(**{"profile": PROFILES[profile], "warmup": 1, "steps": 5, "threads": 1, "timeout_s": 30.0,
+                     "verify": False, "out": tmp_path / "out", "worker": worker, **kw})
     r = Runner(st)
     RUNNERS.append(r)
     r.open([], [], ["test"])
@@ -126,3 +126,42 @@ def test_results_written_before_the_cache_column_still_load(tmp_path):
     assert old.summary["cache_state"].fillna("").eq("").all()  # text: empty where not recorded
     text = report.render(old)
     assert "192 ms" in text and not any(f"({note})" in text for note in fmt.CACHE_NOTES.values())
+
+
+def test_quick_keeps_passed_verifications_while_the_code_stays_the_same(tmp_path, monkeypatch):
+    r = opened(tmp_path, (FAKE, "verified"), verify=True)
+    log = tmp_path / "xdg" / "rnnbench" / "compile" / "verified.log"
+    gru, lstm = SCENARIOS["gru-1x320-ce"], SCENARIOS["lstm-1x320-ce"]
+
+    def checks() -> int:
+        return len(log.read_text().splitlines()) if log.exists() else 0
+
+    first = r.run_one(gru, "torch-nn")
+    assert first["status"] == "ok", first["reason"]
+    assert first["verified"] == "yes" and "kept" not in first["verify_message"] and checks() == 1
+    again = r.run_one(gru, "torch-nn")  # the same code and check: the verdict is kept, no second build
+    assert checks() == 1 and again["verified"] == "yes"
+    assert again["verify_message"].startswith(first["verify_message"] + " (kept from run " + r.run_id)
+    assert again["verify_loss_err"] == first["verify_loss_err"]
+    assert r.run_one(lstm, "torch-nn")["verified"] == "yes" and checks() == 2  # another network: checked
+    r.st.threads = 2  # another setting of the check
+    assert "kept" not in r.run_one(gru, "torch-nn")["verify_message"] and checks() == 3
+    monkeypatch.setattr("rnnbench.verdicts.source_hash", lambda impl: "changed")  # the code changed
+    assert "kept" not in r.run_one(gru, "torch-nn")["verify_message"] and checks() == 4
+    assert "kept" in r.run_one(gru, "torch-nn")["verify_message"] and checks() == 4
+    # A failed verification is never kept: checked again each time.
+    monkeypatch.setattr("rnnbench.verdicts.source_hash", lambda impl: "broken")
+    r.st.worker = (FAKE, "wrong")
+    assert [r.run_one(gru, "torch-nn")["verified"] for _ in range(2)] == ["no", "no"] and checks() == 6
+    # --fresh-cache verifies again, in an empty cache of its own.
+    r.st.worker, r.st.fresh_cache = (FAKE, "verified"), True
+    monkeypatch.setattr("rnnbench.verdicts.source_hash", lambda impl: "changed")
+    fresh = r.run_one(gru, "torch-nn")
+    assert fresh["verified"] == "yes" and "kept" not in fresh["verify_message"] and checks() == 6
+
+
+def test_profiles_without_kept_verdicts_verify_every_time(tmp_path):
+    assert PROFILES["quick"].keep_verdicts and not any(PROFILES[p].keep_verdicts for p in ("smoke", "seed", "full"))
+    r = opened(tmp_path, (FAKE, "verified"), profile="smoke", verify=True)
+    docs = [r.run_one(SCENARIOS["gru-1x320-ce"], "torch-nn") for _ in range(2)]
+    assert [d["verified"] for d in docs] == ["yes", "yes"] and not any("kept" in d["verify_message"] for d in docs)

@@ -24,8 +24,8 @@ pytest.importorskip("matplotlib")
 from fixtures.make_fixtures import edit_runs  # noqa: E402
 from rnnbench.analysis import load  # noqa: E402
 from rnnbench.compare import (  # noqa: E402
-    IMPROVEMENT, NEWLY_FAILING, NOT_SIGNIFICANT, REGRESSION, WITHIN, _u_distribution, compare,
-    mann_whitney, min_p,
+    IMPROVEMENT, NEWLY_FAILING, NOT_SIGNIFICANT, REGRESSION, WITHIN, _u_distribution, average_ranks, compare,
+    mann_whitney, min_p, spearman,
 )
 from rnnbench.plots import DPI, WIDTH_IN, bar_chart_height  # noqa: E402
 from rnnbench.report import write_report  # noqa: E402
@@ -443,3 +443,47 @@ def test_unstable_flag_gives_the_spread_in_percent():
 
     row = {"status": "ok", "checks": "ok", "stable": False, "stdev_s": 0.162, "mean_s": 1.0, "verified": "yes"}
     assert flags(row) == ["unstable (stdev 16.2% of the mean)"]
+
+
+def test_spearman_and_average_ranks():
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 2, 3], [1, 3, 2]) == pytest.approx(0.5)  # 1 - 6 * 2 / (3 * 8)
+    assert list(average_ranks([5.0, 1.0, 5.0, 2.0])) == [3.5, 1.0, 3.5, 2.0]
+    assert spearman([1, 2], [2, 1]) is None and spearman([1, 1, 1], [1, 2, 3]) is None
+
+
+def test_rank_agreement_across_sizes(base, new):
+    """A quick run against one at T = 1000: the scenario's shapes differ, so no cell is
+    compared, but its ranking is, with the pairs that swap."""
+    def longer(doc):
+        if doc["scenario"] != "lstm-1x320-ce":
+            return
+        doc["time_steps"] = 1000
+        factor = {"torch-nn": 30.0, "flax-nnx": 0.5}.get(doc["impl"], 10.0)
+        for key in ("median_s", "ci_low_s", "ci_high_s", "p10_s", "p90_s", "mean_s"):
+            if doc.get(key) is not None:
+                doc[key] *= factor
+        for step in doc.get("step_log") or []:
+            step["runtime_s"] *= factor
+    edit_runs(new, longer)
+    c = compare(base, new)
+    assert not [r for r in c.rows if r.scenario == "lstm-1x320-ce"]
+    ranking = {r.scenario: r for r in c.rankings}["lstm-1x320-ce"]
+    b, n = load(base), load(new)
+
+    def medians(res):
+        rows = res.summary[(res.summary["scenario"] == "lstm-1x320-ce") & (res.summary["status"] == "ok")]
+        return dict(zip(rows["impl"], rows["median_s"]))
+    mb, mn = medians(b), medians(n)
+    common = sorted(set(mb) & set(mn), key=mb.get)
+    assert ranking.impls == common and ranking.new_order == sorted(common, key=mn.get)
+    assert ranking.rho == pytest.approx(spearman([mb[i] for i in common], [mn[i] for i in common]))
+    assert ranking.rho < 1
+    expected = {(a, x) for k, a in enumerate(common) for x in common[k + 1:] if mn[a] > mn[x]}
+    assert set(ranking.swapped) == expected and any("torch-nn" in p for p in expected)
+    assert "time_steps=100" in ranking.base_shape and "time_steps=1000" in ranking.new_shape
+    md = c.to_markdown()
+    assert "### Rank agreement" in md and f"Spearman {ranking.rho:.2f}" in md
+    same = {r.scenario: r for r in compare(base, base).rankings}
+    assert same["gru-1x320-ce"].rho == pytest.approx(1.0) and not same["gru-1x320-ce"].swapped

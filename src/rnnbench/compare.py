@@ -33,6 +33,11 @@ new/base of the GEMM rates its efficiency was computed with (a machine with twic
 GEMM rate is expected to take half the time), so what is left is how much better or
 worse the implementation suits that machine than raw matrix speed says.
 ``directories`` expands an ``--every-node`` results directory into its machines.
+
+Rank agreement (``Ranking``): for every scenario in both runs, sizes alike or not (a quick
+run against a full one: T = 100 against T = 1000), the Spearman rank correlation of the
+medians of the implementations that ran ok in both, and the pairs whose order swaps:
+how far the ranking of one run can be trusted to hold in the other.
 """
 
 from __future__ import annotations
@@ -90,9 +95,8 @@ def mann_whitney(x, y) -> tuple[float, float]:
     if n == 0 or m == 0:
         return float("nan"), float("nan")
     z = np.concatenate([x, y])
-    _, inverse, counts = np.unique(z, return_inverse=True, return_counts=True)
-    avg_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based mean rank of each tie group
-    ranks = avg_rank[inverse]
+    ranks = average_ranks(z)
+    counts = np.unique(z, return_counts=True)[1]
     u = float(ranks[:n].sum() - n * (n + 1) / 2.0)
     ties = bool((counts > 1).any())
     if not ties and n <= EXACT_MAX and m <= EXACT_MAX:
@@ -125,6 +129,69 @@ def bootstrap_ratio_ci(base, new, level: float = 0.95, seed: int = 0) -> tuple[f
     r = mn / mb
     a = (1 - level) / 2
     return float(np.quantile(r, a)), float(np.quantile(r, 1 - a))
+
+
+# --- rank agreement -----------------------------------------------------------------------
+
+def average_ranks(x) -> np.ndarray:
+    """1-based ranks of ``x``, ties sharing the mean of their ranks."""
+    x = np.asarray(x, dtype=float)
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    return (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]
+
+
+def spearman(x, y) -> float | None:
+    """Spearman's rank correlation of two paired samples: Pearson's correlation of their
+    average ranks (None for fewer than 3 pairs, or where one side is all ties)."""
+    if len(x) != len(y):
+        raise ValueError("spearman: samples of different lengths")
+    if len(x) < 3:
+        return None
+    rx, ry = average_ranks(x), average_ranks(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return None
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+@dataclass
+class Ranking:
+    """How one scenario's implementations rank in base and in new (fastest first)."""
+    scenario: str
+    base_shape: str  # e.g. "T=100"
+    new_shape: str
+    impls: list[str]  # ok in both, in base's order
+    new_order: list[str]
+    rho: float | None
+    swapped: list[tuple[str, str]]  # (a, b): a faster than b in base, slower in new
+
+    def line(self) -> str:
+        rho = "n/a (fewer than 3)" if self.rho is None else f"{self.rho:.2f}"
+        sizes = f" ({self.base_shape} against {self.new_shape})" if self.base_shape != self.new_shape else ""
+        head = (f"- {self.scenario}{sizes}: Spearman {rho} over {len(self.impls)} implementations; "
+                f"{len(self.swapped)} of {len(self.impls) * (len(self.impls) - 1) // 2} pairs swap")
+        return head + ("" if not self.swapped else ": " + ", ".join(f"{a} / {b}" for a, b in self.swapped))
+
+
+def rank_agreement(base: Results, new: Results) -> list[Ranking]:
+    """One ``Ranking`` per scenario in both runs (see the module docstring)."""
+    def medians(r: Results, scenario: str) -> dict[str, float]:
+        rows = r.summary[(r.summary["scenario"] == scenario) & (r.summary["status"] == "ok")]
+        return {i: float(m) for i, m in zip(rows["impl"], rows["median_s"]) if m == m}
+
+    def shape(r: Results, scenario: str) -> str:
+        sh = r.shape(scenario) or {}
+        return ", ".join(f"{k}={v}" for k, v in sh.items() if k in ("time_steps", "batch")) or r.profile
+
+    out = []
+    for s in base.scenarios:
+        if s not in new.scenarios:
+            continue
+        b, n = medians(base, s), medians(new, s)
+        impls = sorted((i for i in b if i in n), key=lambda i: (b[i], i))
+        swapped = [(a, c) for k, a in enumerate(impls) for c in impls[k + 1:] if n[a] > n[c] and b[a] < b[c]]
+        out.append(Ranking(s, shape(base, s), shape(new, s), impls, sorted(impls, key=lambda i: (n[i], i)),
+                           spearman([b[i] for i in impls], [n[i] for i in impls]), swapped))
+    return out
 
 
 # --- the comparison -----------------------------------------------------------------------
@@ -161,6 +228,7 @@ class Comparison:
     mismatches: list[str] = field(default_factory=list)  # what could not be compared
     differences: list[str] = field(default_factory=list)  # environment differences
     warnings: list[str] = field(default_factory=list)  # about the method's power
+    rankings: list[Ranking] = field(default_factory=list)  # per scenario in both
 
     @property
     def compared(self) -> list[Row]:
@@ -259,6 +327,11 @@ class Comparison:
         notes = [f"- {r.scenario} / {r.impl}: {r.note}" for r in shown if r.note]
         if notes:
             out += ["Notes:", ""] + notes + [""]
+        if self.rankings:
+            out += ["### Rank agreement", "",
+                    "Spearman correlation of the medians of the implementations ok in both runs (1: the same "
+                    "order), and the pairs whose order swaps (fastest in base first):", ""]
+            out += [r.line() for r in self.rankings] + [""]
         if self.mismatches:
             out += ["### Not compared", ""] + [f"- {m}" for m in self.mismatches] + [""]
         if self.differences:
@@ -276,7 +349,8 @@ class Comparison:
                 "normalise": self.normalise, "machines_differ": self.machines_differ,
                 "has_regression": self.has_regression, "geomean": self.geomean,
                 "summary": self.summary_line(), "rows": [asdict(r) for r in self.rows],
-                "mismatches": self.mismatches, "differences": self.differences, "warnings": self.warnings}
+                "mismatches": self.mismatches, "differences": self.differences, "warnings": self.warnings,
+                "rankings": [asdict(r) for r in self.rankings]}
 
 
 def machine_id(r: Results) -> tuple:
@@ -383,6 +457,7 @@ def compare(base_dir: str | Path | Results, new_dir: str | Path | Results,
     if only:
         c.mismatches.append("implementations only in new: " + ", ".join(only))
     c.differences = _env_differences(base, new)
+    c.rankings = rank_agreement(base, new)
 
     comparable: dict[str, bool] = {}
     for s in base.scenarios:

@@ -41,6 +41,13 @@ MODEL_COLUMNS = ("scenario", "impl", "status", "batch", "time_steps", "features"
                  "median_s", "first_step_s", "other_s")
 SUPERLINEAR = 1.2  # T^1.2: 10x the time steps cost 16x; measured rows grew 9-14x, tf-xla 76-90x
 GUESS_GFLOPS = 20.0  # an implementation the model does not know: a slow CPU row's rate
+SKIP_S = 2.0  # a run its script skips: the worker starts and says no (1-3 s measured)
+# Precision-stopped runs, measured in the full profile on the 2-core machine (gru-1x320-ce
+# and lstm-1x320-ce, --max-time 30, 29 runs): warm-up took the count and one more step in
+# most runs (the rule compares the step after the count with the compiling one), and the
+# measured steps stopped on average 0.6 of the way from the minimum to the budget's bound.
+SETTLE_STEPS = 1
+PRECISION_SHARE = 0.6
 # Per-step growth from T = 100 to T = 1000 (ratio of medians), measured on the 2-core
 # machine of the model (quiet, 2 threads, 1 warm-up + 4 steps) for the rows that grow
 # faster than T; the others grew 9-14x.
@@ -194,8 +201,10 @@ def predict(evidence: Evidence, s: Scenario, impl: str, steps: int, timeout_s: f
             stop: dict | None = None, warmup: int = 0) -> Estimate:
     """The wall time of ``steps`` warm-up and measured steps of ``impl`` on ``s`` (the
     sizes it runs at), and how sure that is. Under a precision ``stop`` rule ``steps`` is
-    the most it may take: the measured part is then bounded by the rule's time budget
-    (but at least its minimum count), the most such a run can take."""
+    the most it may take: the measured steps are then bounded by the rule's time budget
+    (no step starts past it, even below the minimum count), and the run is expected to
+    stop ``PRECISION_SHARE`` of the way from its minimum to that bound, after
+    ``SETTLE_STEPS`` warm-up steps past the count."""
     key = (network(s), impl)
     points = evidence.points.get(key, [])
     here = [p for p in points if p.source == "here"]
@@ -219,7 +228,7 @@ def predict(evidence: Evidence, s: Scenario, impl: str, steps: int, timeout_s: f
             basis = f"model, T={base.time_steps}" if base.time_steps == s.time_steps else \
                 f"model, scaled from T={base.time_steps}"
     elif points and all(p.status == "skipped" for p in points):
-        return Estimate(other_default(evidence), "model", "skipped there")
+        return Estimate(SKIP_S, "model", "skipped there")
     else:
         step = max(train_flops(s) / evidence.rate(impl), 1e-3)
         compile_s, other_s, basis = evidence.compile_s(impl), None, "guess"
@@ -228,8 +237,11 @@ def predict(evidence: Evidence, s: Scenario, impl: str, steps: int, timeout_s: f
     note = f"grows like T^{k:.2f} ({between})" if superlinear else ""
     stepping = steps * step
     if stop:
-        measured = (steps - warmup) * step
-        stepping = warmup * step + min(measured, max(stop["min_steps"] * step, stop["max_time_s"]))
+        # Measured steps: no step starts past the budget, which wins over the minimum, and
+        # a run stops on precision somewhere between its minimum and that bound.
+        bound = max(1, min(steps - warmup, math.floor(stop["max_time_s"] / step)))
+        least = min(stop["min_steps"], bound)
+        stepping = (warmup + SETTLE_STEPS + least + PRECISION_SHARE * (bound - least)) * step
     return Estimate(other_s + compile_s + stepping, basis, note, superlinear)
 
 

@@ -34,7 +34,7 @@ import uuid
 from dataclasses import asdict
 from pathlib import Path
 
-from . import gemm, plan, results, resume, rundir
+from . import gemm, plan, results, resume, rundir, verdicts
 from .assemble import Outcome, Run, combine, run_document
 from .frameworks import FRAMEWORKS
 from .impls import IMPLEMENTATIONS
@@ -212,13 +212,26 @@ class Runner:
         tmp = Path(tempfile.mkdtemp(prefix="rnnbench-"))
         try:
             job = self.job(scenario, impl, tmp, first=not process)
+            cache, kept = self.st.compile_cache(), None
+            if not (job.verify and self.st.mode == "bench" and self.st.profile.keep_verdicts and cache):
+                cache = None
+            else:  # a passed verification of the same code is kept: no second build (rnnbench.verdicts)
+                key = verdicts.key(job)
+                kept = verdicts.lookup(cache, key)
+                if kept:
+                    job.verify = None
             if FRAMEWORKS[IMPLEMENTATIONS[impl].framework].legacy:  # it cannot make them: Python 3.6, NumPy 1.13
                 from .legacy import host
 
                 job.inputs = host.write_inputs(job, tmp / "inputs.npz")
             job.dump(str(tmp / "job.json"))
             outcome, around = self.work(job, tmp, f".p{process + 1}" if self.st.processes > 1 else "")
-            return self.record({**run_document(job, self.info, outcome), **around})
+            doc = {**run_document(job, self.info, outcome), **around}
+            if kept and doc["status"] == "ok":
+                doc.update(kept)
+            elif cache and not kept:
+                verdicts.keep(cache, key, doc, self.run_id)
+            return self.record(doc)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -98,6 +98,9 @@ class Profile:
     # Fork each worker from a per-framework fork server that imported the framework once
     # (rnnbench.forkserver), instead of paying the import per worker (smoke, quick).
     fork_server: bool = False
+    # Keep each passed verification in the compile cache and reuse it while the code and
+    # the software stay the same (rnnbench.verdicts), instead of verifying again (quick).
+    keep_verdicts: bool = False
     description: str = ""
     # Precision-targeted stopping: on by default where ``precision`` is set (a fraction:
     # 0.02 stops once the median's 95% CI is within +-2%); the bounds serve --precision too.
@@ -115,12 +118,14 @@ PROFILES: dict[str, Profile] = {
                 description="tiny shapes, a few steps: every code path in seconds"),
         # Cold compiles (PyTensor's numba compile of the 4-layer CTC graph takes minutes)
         # and imports were most of a quick matrix: it compiles into the per-user cache, so a
-        # later run finds its compiles there (each run records cold or warm), and forks the
-        # workers of frameworks with a preload (rnnbench.frameworks: PyTorch) from one import.
-        # A fixed count: at 8 steps a run costs what it did, and --precision on it is bounded
-        # to a minute of measuring per run.
+        # later run finds its compiles there (each run records cold or warm), forks the
+        # workers of frameworks with a preload (rnnbench.frameworks: today's, but PyTensor's
+        # numba backend) from one import, and keeps passed verifications (rnnbench.verdicts).
+        # A fixed count: precision stopping would not shorten it (its warm-up needs two steps
+        # past the compiling one to see times stop falling, and the CI of 5 steps' median is
+        # their whole range), and --precision on it is bounded to a minute of measuring per run.
         Profile("quick", warmup=2, steps=8, time_steps=100, timeout_s=1800, max_time_s=60.0,
-                shared_cache=True, fork_server=True,
+                shared_cache=True, fork_server=True, keep_verdicts=True,
                 description="the seed's networks on a 100-step time axis (the default)"),
         Profile("seed", warmup=5, steps=500, time_steps=None, timeout_s=24 * 3600,
                 description="exactly the seed: T=1000, 500 steps, median"),

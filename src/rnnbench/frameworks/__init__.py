@@ -30,8 +30,11 @@ class Framework:
     modules: tuple[str, ...]  # that must import for the framework to count as installed
     runtime: str  # the module beside this file whose setup() the worker calls first
     extra: str  # pip extra(s) that install it: pip install 'rnnbench[EXTRA]'
-    # What a fork server (rnnbench.forkserver, smoke profile) imports before forking each
-    # worker: only modules that start no threads and touch no device at import.
+    # What a fork server (rnnbench.forkserver: smoke and quick profiles) imports before
+    # forking each worker: only modules that start no threads of their own and touch no
+    # device at import (each of these starts only NumPy's OpenBLAS pool, whose fork handler
+    # makes forking safe), and that read no setting the worker's runtime sets later.
+    # Never Keras (it reads KERAS_BACKEND at import) or PyTensor (its flags).
     preload: tuple[str, ...] = ()
     runs_on: str | None = None  # the framework whose runtime setup() this one calls first
     # What its runtime's setup() sets, by SETTINGS_COLUMNS; for a framework that runs on
@@ -152,20 +155,20 @@ FRAMEWORKS: dict[str, Framework] = {
         Framework("torch", "PyTorch", ("torch",), ("torch",), "torch_", "torch",
                   preload=("torch", "torch._dynamo"), own_settings=TORCH),
         Framework("tensorflow", "TensorFlow", ("tensorflow-cpu", "tensorflow"), ("tensorflow",),
-                  "tensorflow_", "tensorflow", own_settings=TENSORFLOW),
+                  "tensorflow_", "tensorflow", preload=("tensorflow",), own_settings=TENSORFLOW),
         Framework("keras-tensorflow", "Keras", ("keras", "tensorflow-cpu", "tensorflow"), ("keras", "tensorflow"),
-                  "keras_", "keras", runs_on="tensorflow",
+                  "keras_", "keras", runs_on="tensorflow",  # no preload: TensorFlow's import fixes Keras' backend
                   own_settings={"environment": "KERAS_BACKEND=tensorflow"}),
         Framework("keras-jax", "Keras", ("keras", "jax", "jaxlib"), ("keras", "jax"), "keras_", "keras",
-                  runs_on="jax", own_settings={"environment": "KERAS_BACKEND=jax"}),
+                  runs_on="jax", preload=("jax",), own_settings={"environment": "KERAS_BACKEND=jax"}),
         Framework("keras-torch", "Keras", ("keras", "torch"), ("keras", "torch"), "keras_", "keras",
-                  runs_on="torch", own_settings={"environment": "KERAS_BACKEND=torch, KERAS_TORCH_DEVICE=<device>"}),
+                  runs_on="torch", preload=("torch", "torch._dynamo"), own_settings={"environment": "KERAS_BACKEND=torch, KERAS_TORCH_DEVICE=<device>"}),
         Framework("jax", "JAX", ("jax", "jaxlib", "flax", "optax"), ("jax", "flax", "optax"), "jax_", "jax",
-                  own_settings=JAX),
+                  preload=("jax", "flax", "optax"), own_settings=JAX),
         Framework("pytensor", "PyTensor", ("pytensor", "numba"), ("pytensor",), "pytensor_", "pytensor",
                   own_settings=PYTENSOR),
         Framework("pytensor-jax", "PyTensor", ("pytensor", "jax", "jaxlib"), ("pytensor", "jax"),
-                  "pytensor_", "pytensor,jax", runs_on="jax",
+                  "pytensor_", "pytensor,jax", runs_on="jax", preload=("jax",),
                   own_settings={"environment": "PYTENSOR_FLAGS=base_compiledir=<cache>"}),
         _legacy("theano", "Theano", LEGACY_THEANO),
         _legacy("keras2-theano", "Keras 2", LEGACY_THEANO, backend="theano"),

@@ -3,9 +3,12 @@ keras-jax and pytensor-jax).
 
 Threads: XLA's CPU client runs every kernel (matmuls included) on one intra-op pool whose
 size ``xla::DefaultThreadPoolSize()`` reads from the ``PJRT_NPROC`` environment variable
-when the client is created; so it is set here, before JAX is imported.
-``--xla_cpu_multi_thread_eigen=false`` does not limit the current (thunk) runtime: a 2048^2
-matmul still ran on 2 cores with it, and on 1 with ``PJRT_NPROC=1``.
+when the client is created; so it is set here, before JAX creates it (JAX may be imported
+already: the quick profile's fork server, rnnbench.forkserver, imports it once for all the
+workers it forks; ``JAX_PLATFORMS``, which JAX reads at import, is also set through
+``jax.config`` for that reason). ``--xla_cpu_multi_thread_eigen=false`` does not limit the
+current (thunk) runtime: a 2048^2 matmul still ran on 2 cores with it, and on 1 with
+``PJRT_NPROC=1``.
 
 Denormals: XLA CPU always runs with flush-to-zero and denormals-are-zero (inside jit,
 ``1e-40 * 1e30`` gives 0 and ``2e-38 * 0.01`` gives 0, measured), and no flag turns that off
@@ -34,6 +37,8 @@ def setup(framework: str, threads: int, flush_denormal: bool, device: str) -> di
 
     import jax
 
+    if device == "cpu":  # the variable is read when jax is imported: a fork server imported it already
+        jax.config.update("jax_platforms", "cpu")
     # Full float32 matmuls, as every other framework here runs them: on GPUs JAX's default
     # precision uses TF32/bf16 passes, and on an H100 the one-step check against the float64
     # reference then missed its 1e-3 tolerance on the 4x320 stacks (1.4e-3, measured).
