@@ -161,3 +161,29 @@ def test_a_precision_stopped_run_is_predicted_between_its_minimum_and_its_budget
     fixed = Evidence()
     fixed.add((network(s), "torch-nn"), Point("here", "ok", s.time_steps, 1.0, 4.0, 10.0, 100.0))
     assert predict(fixed, s, "torch-nn", 10, 7200.0).seconds == pytest.approx(14.0 + 10)
+
+
+def test_the_cost_model_leaves_out_frameworks_not_installed_in_its_run(tmp_path):
+    """A row skipped because its framework was not installed where the model was measured
+    is no evidence: left out, so that a machine that has it gets a guess, not "skipped there"."""
+    import csv
+    import shutil
+    from pathlib import Path
+
+    run = Path(shutil.copytree(Path(__file__).parent / "fixtures" / "quick-base", tmp_path / "run"))
+    with open(run / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    absent = dict(rows[0], impl="lasagne", framework="theano", status="skipped", median_s="", first_step_s="",
+                  reason="framework theano is not installed (make legacy)")
+    skipped = dict(rows[0], impl="tf-cudnn", framework="tensorflow", status="skipped", median_s="", first_step_s="",
+                   reason="CudnnRNNV3 needs a CUDA GPU")
+    with open(run / "summary.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, list(rows[0]))
+        w.writeheader()
+        w.writerows(rows + [absent, skipped])
+    plan.build_model(run, tmp_path / "costs.csv")
+    model = plan.read_model(tmp_path / "costs.csv")
+    impls = {(r["scenario"], r["impl"]): r for r in model}
+    assert (rows[0]["scenario"], "lasagne") not in impls
+    assert impls[(rows[0]["scenario"], "tf-cudnn")]["status"] == "skipped"
+    assert impls[(rows[0]["scenario"], rows[0]["impl"])]["median_s"] == pytest.approx(float(rows[0]["median_s"]))

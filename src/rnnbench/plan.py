@@ -248,12 +248,13 @@ def predict(evidence: Evidence, s: Scenario, impl: str, steps: int, timeout_s: f
 def build_model(run: Path, target: Path = MODEL) -> None:
     """Write the cost model from a quick run's directory (its summary.csv and
     meta.json): each row's median and first step, the time outside the steps shared
-    evenly among the runs, and the step times at T = 1000 of ``MEASURED_GROWTH``."""
+    evenly among the runs, and the step times at T = 1000 of ``MEASURED_GROWTH``. Rows of
+    frameworks that were not installed there are left out (no evidence, not a skip)."""
     import datetime as dt
 
     meta = results.read_json(run / "meta.json")
-    with open(run / "summary.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    with open(run / "summary.csv", newline="") as f:  # a framework not installed there tells nothing
+        rows = [r for r in csv.DictReader(f) if not (r["status"] == "skipped" and "is not installed" in r["reason"])]
     wall = (dt.datetime.fromisoformat(meta["finished"]) - dt.datetime.fromisoformat(meta["started"])).total_seconds()
     in_steps = sum(float(r["first_step_s"]) + (int(r["warmup"]) + int(r["steps"]) - 1) * float(r["mean_s"])
                    for r in rows if r["status"] == "ok")
