@@ -212,14 +212,13 @@ class Runner:
         tmp = Path(tempfile.mkdtemp(prefix="rnnbench-"))
         try:
             job = self.job(scenario, impl, tmp, first=not process)
-            cache, kept = self.st.compile_cache(), None
-            if not (job.verify and self.st.mode == "bench" and self.st.profile.keep_verdicts and cache):
-                cache = None
-            else:  # a passed verification of the same code is kept: no second build (rnnbench.verdicts)
-                key = verdicts.key(job)
-                kept = verdicts.lookup(cache, key)
-                if kept:
-                    job.verify = None
+            # A passed verification of the same code is kept: no second build (rnnbench.verdicts).
+            keeps = job.verify and self.st.mode == "bench" and self.st.profile.keep_verdicts
+            cache = self.st.compile_cache() if keeps else None
+            key = verdicts.key(job) if cache else None
+            kept = verdicts.lookup(cache, key) if cache else None
+            if kept:
+                job.verify = None
             if FRAMEWORKS[IMPLEMENTATIONS[impl].framework].legacy:  # it cannot make them: Python 3.6, NumPy 1.13
                 from .legacy import host
 

@@ -3,9 +3,10 @@
 Whether an implementation's training step matches the float64 reference
 (``rnnbench.verify``) depends on nothing that changes from one quick run to the next
 unless the code or the software does: the verification step runs at the smoke size from
-fixed weights and data. Yet it cost each run a second build and compile of the model
-(1-8 s for most rows, 25-90 s for PyTensor's on a cold cache, on the 2-core machine), a
-tenth of a quick matrix. So a profile that keeps verdicts (``Profile.keep_verdicts``)
+fixed weights and data. Yet it cost each run a second build and compile of the model: in
+a quick matrix on an empty cache on the 2-core machine, the worker time outside imports,
+build and steps (mostly that) was 0-9 s for most rows, 25 s for pytensor-jax and 91-117 s
+for pytensor-scan on the 4x320 networks, 431 s of the matrix's 1708 s. So a profile that keeps verdicts (``Profile.keep_verdicts``)
 stores each passed verification in its compile cache, under a key made of everything the
 verdict depends on:
 

@@ -149,11 +149,13 @@ def _legacy(name: str, family: str, settings: dict[str, str], backend: str = "")
     return Framework(name, family, *LEGACY[name], runtime=name, extra="", own_settings=settings, legacy=True)
 
 
+TORCH_IMPORTS = ("torch", "torch._dynamo")  # torch.optim loads torch._dynamo: 1.7-2.4 s of the import
+
 FRAMEWORKS: dict[str, Framework] = {
     f.name: f
     for f in [
         Framework("torch", "PyTorch", ("torch",), ("torch",), "torch_", "torch",
-                  preload=("torch", "torch._dynamo"), own_settings=TORCH),
+                  preload=TORCH_IMPORTS, own_settings=TORCH),
         Framework("tensorflow", "TensorFlow", ("tensorflow-cpu", "tensorflow"), ("tensorflow",),
                   "tensorflow_", "tensorflow", preload=("tensorflow",), own_settings=TENSORFLOW),
         Framework("keras-tensorflow", "Keras", ("keras", "tensorflow-cpu", "tensorflow"), ("keras", "tensorflow"),
@@ -162,7 +164,7 @@ FRAMEWORKS: dict[str, Framework] = {
         Framework("keras-jax", "Keras", ("keras", "jax", "jaxlib"), ("keras", "jax"), "keras_", "keras",
                   runs_on="jax", preload=("jax",), own_settings={"environment": "KERAS_BACKEND=jax"}),
         Framework("keras-torch", "Keras", ("keras", "torch"), ("keras", "torch"), "keras_", "keras",
-                  runs_on="torch", preload=("torch", "torch._dynamo"), own_settings={"environment": "KERAS_BACKEND=torch, KERAS_TORCH_DEVICE=<device>"}),
+                  runs_on="torch", preload=TORCH_IMPORTS, own_settings={"environment": "KERAS_BACKEND=torch, KERAS_TORCH_DEVICE=<device>"}),
         Framework("jax", "JAX", ("jax", "jaxlib", "flax", "optax"), ("jax", "flax", "optax"), "jax_", "jax",
                   preload=("jax", "flax", "optax"), own_settings=JAX),
         Framework("pytensor", "PyTensor", ("pytensor", "numba"), ("pytensor",), "pytensor_", "pytensor",
