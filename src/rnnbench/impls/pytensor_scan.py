@@ -95,7 +95,11 @@ def build(cfg: Config, mode=None) -> Trainer:
         w = w.T.copy() if w.ndim == 2 else w.copy()
         params[name] = pytensor.shared(w, name=name, shape=w.shape)
 
-    x = pt.tensor("x", shape=batch.x.shape, dtype="float32")  # (B, T, F)
+    # The time axis stays dynamic on numba, as in Lasagne: a static one lets PyTensor fold
+    # the LSTM's zero cell-state gradient into a (T+1, B, H) constant, and numba keeps no
+    # compiled function holding a constant over 1 MB in its cache.
+    n, t, f = batch.x.shape
+    x = pt.tensor("x", shape=(n, t if mode == "JAX" else None, f), dtype="float32")  # (B, T, F)
     y = pt.tensor("y", shape=batch.y.shape, dtype="int32")  # CE: (B,) classes; CTC: (B, L)
     lengths = pt.tensor("lengths", shape=batch.lengths.shape, dtype="int32")  # (B,)
     h = x.dimshuffle(1, 0, 2)  # scan iterates over the first axis: time-major (T, B, F)
