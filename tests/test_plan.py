@@ -187,3 +187,79 @@ def test_the_cost_model_leaves_out_frameworks_not_installed_in_its_run(tmp_path)
     assert (rows[0]["scenario"], "lasagne") not in impls
     assert impls[(rows[0]["scenario"], "tf-cudnn")]["status"] == "skipped"
     assert impls[(rows[0]["scenario"], rows[0]["impl"])]["median_s"] == pytest.approx(float(rows[0]["median_s"]))
+
+
+def warm_copy(cold, target, first_step_s, minutes_less):
+    """A copy of the quick run ``cold`` as a run on a warm cache would leave it: every ok
+    row's first step ``first_step_s`` above its median, the matrix ``minutes_less`` shorter."""
+    import csv
+    import datetime as dt
+    import shutil
+
+    shutil.copytree(cold, target)
+    with open(target / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        if r["status"] == "ok":
+            r["first_step_s"] = str(float(r["median_s"]) + first_step_s)
+    with open(target / "summary.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    meta = results.read_json(target / "meta.json")
+    meta["finished"] = (dt.datetime.fromisoformat(meta["finished"]) - dt.timedelta(minutes=minutes_less)).isoformat()
+    results.write_json(target / "meta.json", meta)
+    return rows
+
+
+def test_the_cost_model_predicts_a_run_whose_verdict_is_kept_from_its_warm_run(tmp_path):
+    """The model holds a run on an empty cache and one on a warm cache of the same matrix;
+    a run predicted warm takes the warm run's first step and time outside the steps."""
+    from pathlib import Path
+
+    from rnnbench.plan import Evidence, predict
+    from rnnbench.scenarios import PROFILES, SCENARIOS, apply_profile
+
+    cold = Path(__file__).parent / "fixtures" / "quick-base"
+    rows = warm_copy(cold, tmp_path / "warm", first_step_s=0.5, minutes_less=20)
+    plan.build_model(cold, tmp_path / "costs.csv", warm=tmp_path / "warm")
+    cold_rows, cold_other = plan.quick_run(cold)
+    _, warm_other = plan.quick_run(tmp_path / "warm")
+    assert warm_other < cold_other
+    evidence = Evidence.read(None, tmp_path / "costs.csv")
+    r = next(r for r in rows if r["status"] == "ok" and r["scenario"] == "lstm-4x320bi-ce")
+    s = apply_profile(SCENARIOS[r["scenario"]], PROFILES["quick"])
+    first_cold = float(next(c for c in cold_rows if c["impl"] == r["impl"] and c["scenario"] == r["scenario"])
+                       ["first_step_s"])
+    at = {warm: predict(evidence, s, r["impl"], 2 + 5, 1800.0, warm=warm) for warm in (False, True)}
+    assert (at[False].basis, at[True].basis) == ("model, T=100", "model, T=100, warm")
+    assert at[False].seconds - at[True].seconds == pytest.approx(
+        first_cold - float(r["first_step_s"]) + cold_other - warm_other, abs=1e-3)
+    # A model without a warm run predicts every run as before, warm or not.
+    plan.build_model(cold, tmp_path / "cold-only.csv")
+    evidence = Evidence.read(None, tmp_path / "cold-only.csv")
+    assert predict(evidence, s, r["impl"], 7, 1800.0, warm=True) == at[False]
+
+
+def test_plan_predicts_warm_the_runs_whose_verdict_the_cache_keeps(capsys, tmp_path, monkeypatch, nothing_runs):
+    """A quick run whose passed verification is kept (rnnbench.verdicts) made its compiles
+    into the same cache: plan says "warm" for it, with the model's warm figures, and not
+    for the others, nor with --fresh-cache."""
+    from pathlib import Path
+
+    from rnnbench import verdicts
+    from rnnbench.runner import Runner
+    from rnnbench.scenarios import SCENARIOS
+
+    monkeypatch.setenv("RNNBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    args = ["-s", "lstm-4x320bi-ce", "-i", "torch-nn", "-i", "torch-cell", "--out", tmp_path / "out"]
+    _, before = plan_of(capsys, *args)
+    runner = Runner(cli.run_settings(cli.build_parser().parse_args(["run", *map(str, args)])))
+    job = runner.job(SCENARIOS["lstm-4x320bi-ce"], "torch-nn", Path("unused"))
+    verdicts.keep(str(tmp_path / "cache"), verdicts.key(job), {"verified": "yes", "verify_message": "ok"}, "earlier")
+    _, after = plan_of(capsys, *args)
+    assert after[("lstm-4x320bi-ce", "torch-nn")][1] == "model, T=100, warm"
+    assert after[("lstm-4x320bi-ce", "torch-cell")] == before[("lstm-4x320bi-ce", "torch-cell")]
+    assert after[("lstm-4x320bi-ce", "torch-nn")][0] != before[("lstm-4x320bi-ce", "torch-nn")][0]
+    _, fresh = plan_of(capsys, *args, "--fresh-cache")
+    assert fresh[("lstm-4x320bi-ce", "torch-nn")] == before[("lstm-4x320bi-ce", "torch-nn")]

@@ -443,15 +443,19 @@ def cmd_plan(args) -> int:
         _, docs = rundir.resumable(st.out, runner.settings_meta())
         kept = kept_runs(docs, runner.planned(scenarios, impls), st.processes, st.timed)
     evidence = Evidence.read(st.out)
-    rows = [(s.name, i, estimate(st, evidence, s, i, missing, kept, st.processes)) for s in scenarios for i in impls]
+    warm = runner.verdicts_kept(scenarios, impls, missing)
+    rows = [(s.name, i, estimate(st, evidence, s, i, missing, kept, st.processes, warm))
+            for s in scenarios for i in impls]
     each = f"each in {st.processes} processes" if st.processes > 1 else "each"
     print(f"Time plan: {len(rows)} runs, profile {st.profile.name}, {st.warmup} warm-up + {st.steps} measured steps "
           f"{each}, {st.threads} threads; predicted wall time per run from runs in {st.out} (measured here), else "
-          f"the cost model shipped with rnnbench (a 2-core machine), else a guess from FLOPs")
+          f"the cost model shipped with rnnbench (a 2-core machine; warm where the compile cache keeps the run's "
+          f"verdict, and so its compiles), else a guess from FLOPs")
     print(f"{'scenario':18} {'impl':17} {'predicted':>10}  {'basis':26} note")
     for scenario, impl, e in rows:
         print(f"{scenario:18} {impl:17} {duration(e.seconds):>10}  {e.basis:26} {e.note}".rstrip())
-    bases = Counter(e.basis.split(",")[0].split(" from")[0] for _, _, e in rows)  # measured here, scaled, model...
+    bases = Counter(e.basis.split(",")[0].split(" from")[0] + (" (warm)" if e.basis.endswith(", warm") else "")
+                    for _, _, e in rows)  # measured here, scaled, model, model (warm)...
     print(f"total: {duration(sum(e.seconds for _, _, e in rows))} for {len(rows)} runs ("
           + ", ".join(f"{n} {kind}" for kind, n in bases.items()) + ")")
     flagged = sum(e.superlinear for _, _, e in rows)

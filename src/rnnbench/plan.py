@@ -13,7 +13,11 @@ evidence at hand, for the same network (scenario, batch, features, hidden size):
    same T, else "scaled from T=...";
 2. the cost model shipped in ``costs.csv``: a quick run (T = 100, 2 threads) on a 2-core
    machine, and, for the rows measured to grow faster than T, their step time at T = 1000
-   on that machine ("model, ...": another machine's numbers, a first idea);
+   on that machine ("model, ...": another machine's numbers, a first idea). Its first step
+   and time outside the steps come twice: from a run on an empty compile cache, and from a
+   run whose compiles and verifications were all in the cache ("warm"). A run whose passed
+   verification is kept (``rnnbench.verdicts``: the same code, versions and check, so its
+   compiles were made into the same cache) is predicted warm;
 3. else a "guess": the implementation's FLOP rate in the model, at this network's FLOPs.
 
 Scaling with T: step(T) = step(T0) * (T / T0)^k, with k = 1 (linear: most rows were
@@ -38,7 +42,7 @@ from .scenarios import Scenario, apply_profile
 
 MODEL = Path(__file__).with_name("costs.csv")
 MODEL_COLUMNS = ("scenario", "impl", "status", "batch", "time_steps", "features", "hidden",
-                 "median_s", "first_step_s", "other_s")
+                 "median_s", "first_step_s", "other_s", "warm_first_step_s", "warm_other_s")
 SUPERLINEAR = 1.2  # T^1.2: 10x the time steps cost 16x; measured rows grew 9-14x, tf-xla 76-90x
 GUESS_GFLOPS = 20.0  # an implementation the model does not know: a slow CPU row's rate
 SKIP_S = 2.0  # a run its script skips: the worker starts and says no (1-3 s measured)
@@ -67,6 +71,7 @@ class Point:
     compile_s: float = 0.0
     other_s: float | None = None
     wall_s: float | None = None
+    warm: "Point | None" = None  # the same with the compile cache and the verdict kept (model)
 
 
 @dataclass(frozen=True)
@@ -111,9 +116,11 @@ class Evidence:
         for d in runs_in(out) if out else []:
             ev.add((network({**d, "name": d.get("scenario")}), d.get("impl")), point_of(d))
         for row in read_model(model):
-            ev.add(((row["scenario"], row["batch"], row["features"], row["hidden"]), row["impl"]), Point(
-                "model", row["status"], row["time_steps"], row["median_s"],
-                max(0.0, (row["first_step_s"] or 0.0) - (row["median_s"] or 0.0)), row["other_s"]))
+            compile_s = [max(0.0, (row[k] or 0.0) - (row["median_s"] or 0.0)) for k in ("first_step_s", "warm_first_step_s")]
+            point = Point("model", row["status"], row["time_steps"], row["median_s"], compile_s[0], row["other_s"])
+            if row.get("warm_first_step_s") is not None and row.get("warm_other_s") is not None:
+                point = replace(point, warm=replace(point, compile_s=compile_s[1], other_s=row["warm_other_s"]))
+            ev.add(((row["scenario"], row["batch"], row["features"], row["hidden"]), row["impl"]), point)
         return ev
 
     def growth(self, key: tuple, target_t: int) -> tuple[float | None, str]:
@@ -182,7 +189,8 @@ def read_model(path: Path = MODEL) -> list[dict]:
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     numbers = {"batch": int, "time_steps": int, "features": int, "hidden": int,
-               "median_s": float, "first_step_s": float, "other_s": float}
+               "median_s": float, "first_step_s": float, "other_s": float, "warm_first_step_s": float,
+               "warm_other_s": float}
     return [{k: (numbers[k](v) if v else None) if k in numbers else v for k, v in row.items()} for row in rows]
 
 
@@ -198,9 +206,10 @@ def other_default(evidence: Evidence) -> float:
 
 
 def predict(evidence: Evidence, s: Scenario, impl: str, steps: int, timeout_s: float,
-            stop: dict | None = None, warmup: int = 0) -> Estimate:
+            stop: dict | None = None, warmup: int = 0, warm: bool = False) -> Estimate:
     """The wall time of ``steps`` warm-up and measured steps of ``impl`` on ``s`` (the
-    sizes it runs at), and how sure that is. Under a precision ``stop`` rule ``steps`` is
+    sizes it runs at), and how sure that is; ``warm``: its compiles and verification are
+    in the cache (the model's warm run then stands for it). Under a precision ``stop`` rule ``steps`` is
     the most it may take: the measured steps are then bounded by the rule's time budget
     (no step starts past it, even below the minimum count), and the run is expected to
     stop ``PRECISION_SHARE`` of the way from its minimum to that bound, after
@@ -220,6 +229,8 @@ def predict(evidence: Evidence, s: Scenario, impl: str, steps: int, timeout_s: f
         between = f"as {impl} on {other}" if k is not None else ""
     if usable:
         base = min(usable, key=lambda p: (abs(math.log(p.time_steps / s.time_steps)), p.source != "here"))
+        warmed = warm and base.warm is not None
+        base = base.warm if warmed else base
         step = base.median_s * (s.time_steps / base.time_steps) ** (k if k is not None else 1.0)
         compile_s, other_s = base.compile_s, base.other_s
         if base.source == "here":
@@ -227,6 +238,7 @@ def predict(evidence: Evidence, s: Scenario, impl: str, steps: int, timeout_s: f
         else:
             basis = f"model, T={base.time_steps}" if base.time_steps == s.time_steps else \
                 f"model, scaled from T={base.time_steps}"
+            basis += ", warm" if warmed else ""
     elif points and all(p.status == "skipped" for p in points):
         return Estimate(SKIP_S, "model", "skipped there")
     else:
@@ -245,53 +257,70 @@ def predict(evidence: Evidence, s: Scenario, impl: str, steps: int, timeout_s: f
     return Estimate(other_s + compile_s + stepping, basis, note, superlinear)
 
 
-def build_model(run: Path, target: Path = MODEL) -> None:
-    """Write the cost model from a quick run's directory (its summary.csv and
-    meta.json): each row's median and first step, the time outside the steps shared
-    evenly among the runs, and the step times at T = 1000 of ``MEASURED_GROWTH``. Rows of
-    frameworks that were not installed there are left out (no evidence, not a skip)."""
+def quick_run(run: Path) -> tuple[list[dict], float]:
+    """A quick run's rows (summary.csv), less those of frameworks not installed there (no
+    evidence, not a skip), and the time outside the steps per run: the matrix's wall time
+    (meta.json) less every run's steps, shared evenly."""
     import datetime as dt
 
     meta = results.read_json(run / "meta.json")
-    with open(run / "summary.csv", newline="") as f:  # a framework not installed there tells nothing
+    with open(run / "summary.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if not (r["status"] == "skipped" and "is not installed" in r["reason"])]
     wall = (dt.datetime.fromisoformat(meta["finished"]) - dt.datetime.fromisoformat(meta["started"])).total_seconds()
     in_steps = sum(float(r["first_step_s"]) + (int(r["warmup"]) + int(r["steps"]) - 1) * float(r["mean_s"])
                    for r in rows if r["status"] == "ok")
-    other = round((wall - in_steps) / len(rows), 1)
+    return rows, round((wall - in_steps) / len(rows), 1)
+
+
+def build_model(run: Path, target: Path = MODEL, warm: Path | None = None) -> None:
+    """Write the cost model from a quick run's directory (its summary.csv and meta.json),
+    on an empty compile cache: each row's median and first step, the time outside the
+    steps shared evenly among the runs (``quick_run``), and the step times at T = 1000 of
+    ``MEASURED_GROWTH``; with ``warm``, a quick run of the same matrix whose compiles and
+    verdicts were all kept, its first steps and time outside the steps beside them."""
+    rows, other = quick_run(run)
+    warm_rows, warm_other = quick_run(warm) if warm else ([], None)
+    warm_first = {(r["scenario"], r["impl"]): float(r["first_step_s"]) for r in warm_rows if r["status"] == "ok"}
     out = []
     for r in rows:
         row = {c: r.get(c, "") for c in MODEL_COLUMNS}
-        out.append({**row, "other_s": other} if r["status"] == "ok" else {**row, "median_s": "", "first_step_s": ""})
+        first = warm_first.get((r["scenario"], r["impl"]))
+        if r["status"] != "ok":
+            out.append({**row, "median_s": "", "first_step_s": ""})
+            continue
+        out.append({**row, "other_s": other, "warm_first_step_s": first or "", "warm_other_s": warm_other or ""})
         growth = MEASURED_GROWTH.get((r["scenario"], r["impl"]))
         if growth:
             t, median = int(r["time_steps"]), float(r["median_s"])
-            out.append({**row, "time_steps": t * 10, "median_s": round(median * growth, 6),
-                        "first_step_s": round(float(r["first_step_s"]) + median * (growth - 1), 6), "other_s": other})
+            added = median * (growth - 1)  # the first step holds a step too
+            out.append({**out[-1], "time_steps": t * 10, "median_s": round(median * growth, 6),
+                        "first_step_s": round(float(r["first_step_s"]) + added, 6),
+                        "warm_first_step_s": round(first + added, 6) if first else ""})
     with open(target, "w", newline="") as f:
         w = csv.DictWriter(f, MODEL_COLUMNS)
         w.writeheader()
         w.writerows(out)
 
 
-if __name__ == "__main__":  # python -m rnnbench.plan docs/latest: rewrite costs.csv
+if __name__ == "__main__":  # python -m rnnbench.plan docs/latest [docs/warm]: rewrite costs.csv
     import sys
 
-    build_model(Path(sys.argv[1]))
+    build_model(Path(sys.argv[1]), warm=Path(sys.argv[2]) if len(sys.argv) > 2 else None)
     print(MODEL)
 
 
 def estimate(settings, evidence: Evidence, s: Scenario, impl: str, missing=frozenset(), kept=(),
-             processes: int = 1) -> Estimate:
+             processes: int = 1, warm=()) -> Estimate:
     """The prediction for one run of a matrix run with ``settings`` (runner.Settings):
-    for one of its worker processes, or for all ``processes`` of them."""
+    for one of its worker processes, or for all ``processes`` of them; ``warm``: the
+    (scenario, implementation) pairs whose verdicts the cache keeps."""
     if (s.name, impl) in kept:
         return Estimate(0.0, "kept")
     if IMPLEMENTATIONS[impl].framework in missing:
         return Estimate(0.0, "not installed")
     timed = apply_profile(s, settings.profile, settings.time_steps)
     one = predict(evidence, timed, impl, settings.warmup + settings.steps, settings.timeout_s,
-                  stop=settings.stop, warmup=settings.warmup)
+                  stop=settings.stop, warmup=settings.warmup, warm=(s.name, impl) in warm)
     return replace(one, seconds=one.seconds * processes)
 
 

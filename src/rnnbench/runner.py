@@ -87,7 +87,8 @@ class Runner:
             kept = self.open(scenarios, impls, argv)
             todo = [(s, i) for s in scenarios for i in impls]
             if evidence is not None:
-                once = [plan.estimate(self.st, evidence, s, i, missing, kept).seconds for s, i in todo]
+                warm = self.verdicts_kept(scenarios, impls, missing)
+                once = [plan.estimate(self.st, evidence, s, i, missing, kept, warm=warm).seconds for s, i in todo]
                 self.eta.left = once * (self.st.processes if self.st.mode == "bench" else 1)
             if self.st.mode == "bench" and len(kept) < len(todo):
                 self.progress("measuring the GEMM rate")
@@ -128,6 +129,16 @@ class Runner:
         finally:
             self.close()
         return status
+
+    def verdicts_kept(self, scenarios: list[Scenario], impls: list[str], missing=frozenset()) -> set:
+        """(scenario, impl) of the runs whose passed verification the compile cache keeps
+        (rnnbench.verdicts): the same code, versions and check, so their compiles were made
+        into that cache too. The time plan predicts them warm."""
+        cache = self.st.compile_cache() if self.st.verify and self.st.profile.keep_verdicts else None
+        if self.st.mode != "bench" or not cache or not (Path(cache) / verdicts.DIR).is_dir():
+            return set()
+        return {(s.name, i) for s in scenarios for i in impls if IMPLEMENTATIONS[i].framework not in missing
+                and verdicts.lookup(cache, verdicts.key(self.job(s, i, Path(os.devnull))))}
 
     def planned(self, scenarios: list[Scenario], impls: list[str]) -> dict:
         """(scenario, impl) -> the sizes each run of this matrix has (its document's ``shape``)."""
