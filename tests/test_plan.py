@@ -263,3 +263,41 @@ def test_plan_predicts_warm_the_runs_whose_verdict_the_cache_keeps(capsys, tmp_p
     assert after[("lstm-4x320bi-ce", "torch-nn")][0] != before[("lstm-4x320bi-ce", "torch-nn")][0]
     _, fresh = plan_of(capsys, *args, "--fresh-cache")
     assert fresh[("lstm-4x320bi-ce", "torch-nn")] == before[("lstm-4x320bi-ce", "torch-nn")]
+
+
+def test_a_run_here_that_compiled_or_verified_is_predicted_warm_with_the_models_warm_costs(tmp_path):
+    """Evidence in --out from a run that compiled cold or ran its verification step: a run
+    now predicted warm keeps its step time but takes the first step and the time outside
+    the steps from the model's warm run; a run here that was warm already is taken as is."""
+    from pathlib import Path
+
+    from rnnbench.plan import Evidence, network, point_of, predict
+    from rnnbench.scenarios import PROFILES, SCENARIOS, apply_profile
+    from rnnbench.verdicts import KEPT_FROM
+
+    cold = Path(__file__).parent / "fixtures" / "quick-base"
+    rows = warm_copy(cold, tmp_path / "warm", first_step_s=0.5, minutes_less=20)
+    plan.build_model(cold, tmp_path / "costs.csv", warm=tmp_path / "warm")
+    r = next(r for r in rows if r["status"] == "ok" and r["scenario"] == "lstm-4x320bi-ce")
+    s = apply_profile(SCENARIOS[r["scenario"]], PROFILES["quick"])
+    _, warm_other = plan.quick_run(tmp_path / "warm")
+    here = {"status": "ok", "scenario": s.name, "impl": r["impl"], "batch": s.batch, "time_steps": s.time_steps,
+            "features": s.features, "hidden": s.hidden, "median_s": 1.0, "first_step_s": 61.0, "wall_s": 100.0,
+            "step_log": [{"runtime_s": x} for x in [61.0] + [1.0] * 6], "cache_state": "partly cold",
+            "verified": "yes", "verify_message": "matches the reference"}
+    kept = {**here, "cache_state": "warm", "verify_message": f"matches the reference {KEPT_FROM}earlier: ...)"}
+
+    def predicted(doc, warm):
+        evidence = Evidence.read(None, tmp_path / "costs.csv")
+        evidence.add((network(s), r["impl"]), point_of(doc))
+        return predict(evidence, s, r["impl"], 7, 1800.0, warm=warm)
+
+    as_it_ran = 60.0 + (100.0 - 67.0) + 7 * 1.0  # compile + outside the steps + the steps
+    assert predicted(here, warm=False) == plan.Estimate(pytest.approx(as_it_ran), "measured here")
+    warm = predicted(here, warm=True)
+    assert warm.basis == "measured here, warm"
+    assert warm.seconds == pytest.approx(0.5 + warm_other + 7 * 1.0, abs=1e-3)
+    assert predicted(kept, warm=True) == plan.Estimate(pytest.approx(as_it_ran), "measured here")
+    # Where its worker timed its import and build, those stand for its time outside the steps.
+    timed = predicted({**here, "meta": {"import_s": 2.0, "build_s": 20.0}}, warm=True)
+    assert timed.seconds == pytest.approx(0.5 + 22.0 + plan.WARM_REST_S + 7 * 1.0, abs=1e-3)

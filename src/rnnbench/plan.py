@@ -10,7 +10,9 @@ median (cold compiles), ``step(T)`` a step's median at T time steps. From the be
 evidence at hand, for the same network (scenario, batch, features, hidden size):
 
 1. runs recorded in ``--out`` (``runs/``, and ``archive/*/runs/``): "measured here" at the
-   same T, else "scaled from T=...";
+   same T, else "scaled from T=..."; where such a run compiled into the cache or verified
+   its step and the run now is predicted warm (below), its step time with its worker's
+   import and build and the model's warm first step;
 2. the cost model shipped in ``costs.csv``: a quick run (T = 100, 2 threads) on a 2-core
    machine, and, for the rows measured to grow faster than T, their step time at T = 1000
    on that machine ("model, ...": another machine's numbers, a first idea). Its first step
@@ -39,6 +41,7 @@ from .errors import ResultsError
 from .flops import train_flops
 from .impls import IMPLEMENTATIONS
 from .scenarios import Scenario, apply_profile
+from .verdicts import verified_here
 
 MODEL = Path(__file__).with_name("costs.csv")
 MODEL_COLUMNS = ("scenario", "impl", "status", "batch", "time_steps", "features", "hidden",
@@ -51,6 +54,9 @@ SKIP_S = 2.0  # a run its script skips: the worker starts and says no (1-3 s mea
 # most runs (the rule compares the step after the count with the compiling one), and the
 # measured steps stopped on average 0.6 of the way from the minimum to the budget's bound.
 SETTLE_STEPS = 1
+# A warm quick run's worker time outside its import, build and steps (start, stop, no
+# verification): 18-20 s over the 60 runs of each of two warm quick matrices there.
+WARM_REST_S = 0.3
 PRECISION_SHARE = 0.6
 # Per-step growth from T = 100 to T = 1000 (ratio of medians), measured on the 2-core
 # machine of the model (quiet, 2 threads, 1 warm-up + 4 steps) for the rows that grow
@@ -72,6 +78,8 @@ class Point:
     other_s: float | None = None
     wall_s: float | None = None
     warm: "Point | None" = None  # the same with the compile cache and the verdict kept (model)
+    cold: bool = False  # it compiled into the cache or verified its step (here)
+    setup_s: float | None = None  # its worker's import and build (here)
 
 
 @dataclass(frozen=True)
@@ -181,8 +189,12 @@ def point_of(doc: dict) -> Point:
     steps = [_seconds(x.get("runtime_s")) or 0.0 for x in doc.get("step_log") or [] if isinstance(x, dict)]
     median, first, wall = (_seconds(doc.get(k)) for k in ("median_s", "first_step_s", "wall_s"))
     t = doc.get("time_steps")
+    cold = doc.get("cache_state") in ("cold", "partly cold") or verified_here(doc)
+    meta = doc.get("meta") if isinstance(doc.get("meta"), dict) else {}
+    setup = [_seconds(meta.get(k)) for k in ("import_s", "build_s")]
     return Point("here", str(doc.get("status")), t if isinstance(t, int) else 0, median,
-                 max(0.0, (first or 0.0) - (median or 0.0)), max(0.0, wall - sum(steps)) if wall else None, wall)
+                 max(0.0, (first or 0.0) - (median or 0.0)), max(0.0, wall - sum(steps)) if wall else None, wall,
+                 cold=cold, setup_s=sum(setup) if None not in setup else None)
 
 
 def read_model(path: Path = MODEL) -> list[dict]:
@@ -229,8 +241,13 @@ def predict(evidence: Evidence, s: Scenario, impl: str, steps: int, timeout_s: f
         between = f"as {impl} on {other}" if k is not None else ""
     if usable:
         base = min(usable, key=lambda p: (abs(math.log(p.time_steps / s.time_steps)), p.source != "here"))
-        warmed = warm and base.warm is not None
-        base = base.warm if warmed else base
+        # A run predicted warm: the model's warm run; or, where the run here compiled cold or
+        # verified its step, that run's import and build and the model's warm first step.
+        model_warm = next((p.warm for p in points if p.warm is not None and p.time_steps == base.time_steps), None)
+        warmed = warm and (base.warm is not None or (base.cold and model_warm is not None))
+        if warmed:
+            other = model_warm.other_s if base.warm or base.setup_s is None else base.setup_s + WARM_REST_S
+            base = base.warm or replace(base, compile_s=model_warm.compile_s, other_s=other)
         step = base.median_s * (s.time_steps / base.time_steps) ** (k if k is not None else 1.0)
         compile_s, other_s = base.compile_s, base.other_s
         if base.source == "here":
@@ -238,7 +255,7 @@ def predict(evidence: Evidence, s: Scenario, impl: str, steps: int, timeout_s: f
         else:
             basis = f"model, T={base.time_steps}" if base.time_steps == s.time_steps else \
                 f"model, scaled from T={base.time_steps}"
-            basis += ", warm" if warmed else ""
+        basis += ", warm" if warmed else ""
     elif points and all(p.status == "skipped" for p in points):
         return Estimate(SKIP_S, "model", "skipped there")
     else:

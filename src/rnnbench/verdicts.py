@@ -39,6 +39,12 @@ DIR = "verdicts"  # in the compile cache
 CHECKER = ("reference.py", "verify.py", "data.py", "assemble.py")
 KEPT = ("verified", "verify_message", "verify_loss_err", "verify_worst")
 PACKAGE = Path(__file__).resolve().parent
+KEPT_FROM = "(kept from run "  # how a run document's verify_message says its verdict was kept
+
+
+def verified_here(doc: dict) -> bool:
+    """Whether a run document's worker ran the verification step (its verdict not kept)."""
+    return doc.get("verified") in ("yes", "no") and KEPT_FROM not in str(doc.get("verify_message") or "")
 
 
 def checker_hash() -> str:
@@ -67,7 +73,7 @@ def lookup(cache: str, k: str) -> dict | None:
         return None
     if fields["verified"] != "yes":
         return None
-    fields["verify_message"] = (f"{fields['verify_message']} (kept from run {kept.get('run_id', '?')}: "
+    fields["verify_message"] = (f"{fields['verify_message']} {KEPT_FROM}{kept.get('run_id', '?')}: "
                                 "the same code, versions and check)")
     return fields
 
