@@ -125,6 +125,18 @@ def test_every_node_runs_the_whole_matrix_on_each_node_into_its_own_directory(cl
         assert meta["machine"]["node"] == name and meta["machine"]["cpu"] and meta["gemm"]["gflops"] > 0
 
 
+def test_fresh_cache_gives_each_worker_on_a_node_a_new_empty_cache(cluster, tmp_path):
+    """--fresh-cache on Ray as locally: no worker compiles into the node's shared cache
+    (the fake worker hands back the cache directory it was given)."""
+    shared = os.environ["RNNBENCH_CACHE_DIR"]  # the test suite's shared cache (conftest)
+    for fresh in (False, True):
+        runner = RayRunner(settings(tmp_path / str(fresh), "env", fresh_cache=fresh), address=cluster.address)
+        assert runner.run(*MATRIX, ["test"]) == 0
+        caches = [d["notes"]["RNNBENCH_CACHE_DIR"] for d in results.load_runs(tmp_path / str(fresh))]
+        assert len(caches) == 4
+        assert caches == [shared] * 4 if not fresh else (shared not in caches and len(set(caches)) == 4)
+
+
 def test_a_run_past_its_timeout_is_killed_on_its_node(cluster, tmp_path):
     script = own_fake(tmp_path)
     out = tmp_path / "out"

@@ -82,10 +82,12 @@ def node_info(run_id: str, node_id: str, threads: int) -> dict:
     return {**info, "load": list(os.getloadavg())}
 
 
-def run_on_node(job: Job, worker: tuple[str, ...], timeout_s: float, run_id: str, shared_cache: bool) -> dict:
+def run_on_node(job: Job, worker: tuple[str, ...], timeout_s: float, run_id: str, shared_cache: bool,
+                fresh_cache: bool = False) -> dict:
     """Run one worker on this node as the local runner would (``Runner.work``) and hand
     back its outcome, its whole log, the node's info and wall-clock marks (``clock``) from
-    which the dispatch overhead is measured. A cancel (Ctrl-C on the driver) arrives as
+    which the dispatch overhead is measured. Its compile cache: the node's shared one, or
+    a new, empty one for this worker (``fresh_cache``, or a profile that shares none). A cancel (Ctrl-C on the driver) arrives as
     KeyboardInterrupt: the worker's process group is killed before the task ends."""
     import ray
 
@@ -97,7 +99,8 @@ def run_on_node(job: Job, worker: tuple[str, ...], timeout_s: float, run_id: str
         job.result, job.progress = str(tmp / "result.json"), str(tmp / "progress.jsonl")
         job.dump(str(tmp / "job.json"))
         log = tmp / "worker.log"
-        env = {**os.environ, **thread_env(job.threads), **cache_env(compile_cache(shared_cache) or str(tmp / "cache"))}
+        cache = None if fresh_cache else compile_cache(shared_cache)
+        env = {**os.environ, **thread_env(job.threads), **cache_env(cache or str(tmp / "cache"))}
         if job.device == "auto" and env.get("CUDA_VISIBLE_DEVICES") == "":
             del env["CUDA_VISIBLE_DEVICES"]  # Ray hides GPUs from a task that asked for none
         load = {"load_before": load_average()}
@@ -319,7 +322,7 @@ class RayRunner:
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(self.known[task.node]["NodeID"], soft=False)
         remote = ray.remote(run_on_node).options(**options)
         return remote.remote(task.job, tuple(self.st.worker), self.st.timeout_s, task.sink.run_id,
-                             self.st.profile.shared_cache)
+                             self.st.profile.shared_cache, self.st.fresh_cache)
 
     def dispatch(self, tasks: list[Task]) -> int:
         """Submit every runnable task, record each as it ends (retrying a lost one once),
