@@ -54,9 +54,12 @@ def thread_env(threads: int) -> dict[str, str]:
     return {**env, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 
 
-def compile_cache(shared: bool) -> str | None:
-    """The compile cache every worker of a run shares, or None for a fresh one per worker:
-    ``$RNNBENCH_CACHE_DIR`` if set, else a per-user cache if the profile shares one (``shared``)."""
+def compile_cache(shared: bool, fresh: bool = False) -> str | None:
+    """The compile cache every worker of a run shares, or None for a fresh one per worker
+    (``fresh``: ``--fresh-cache``): ``$RNNBENCH_CACHE_DIR`` if set, else a per-user cache if
+    the profile shares one (``shared``)."""
+    if fresh:
+        return None
     if os.environ.get("RNNBENCH_CACHE_DIR"):
         return os.environ["RNNBENCH_CACHE_DIR"]
     if shared:

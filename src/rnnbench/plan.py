@@ -124,10 +124,14 @@ class Evidence:
         for d in runs_in(out) if out else []:
             ev.add((network({**d, "name": d.get("scenario")}), d.get("impl")), point_of(d))
         for row in read_model(model):
-            compile_s = [max(0.0, (row[k] or 0.0) - (row["median_s"] or 0.0)) for k in ("first_step_s", "warm_first_step_s")]
-            point = Point("model", row["status"], row["time_steps"], row["median_s"], compile_s[0], row["other_s"])
+            def compile_s(first):  # what the first step takes beyond a step
+                return max(0.0, (first or 0.0) - (row["median_s"] or 0.0))
+
+            point = Point("model", row["status"], row["time_steps"], row["median_s"], compile_s(row["first_step_s"]),
+                          row["other_s"])
             if row.get("warm_first_step_s") is not None and row.get("warm_other_s") is not None:
-                point = replace(point, warm=replace(point, compile_s=compile_s[1], other_s=row["warm_other_s"]))
+                point = replace(point, warm=replace(point, compile_s=compile_s(row["warm_first_step_s"]),
+                                                    other_s=row["warm_other_s"]))
             ev.add(((row["scenario"], row["batch"], row["features"], row["hidden"]), row["impl"]), point)
         return ev
 
@@ -244,10 +248,12 @@ def predict(evidence: Evidence, s: Scenario, impl: str, steps: int, timeout_s: f
         # A run predicted warm: the model's warm run; or, where the run here compiled cold or
         # verified its step, that run's import and build and the model's warm first step.
         model_warm = next((p.warm for p in points if p.warm is not None and p.time_steps == base.time_steps), None)
-        warmed = warm and (base.warm is not None or (base.cold and model_warm is not None))
-        if warmed:
-            other = model_warm.other_s if base.warm or base.setup_s is None else base.setup_s + WARM_REST_S
-            base = base.warm or replace(base, compile_s=model_warm.compile_s, other_s=other)
+        warmed = warm and model_warm is not None and (base.source == "model" or base.cold)
+        if warmed and base.source == "model":
+            base = model_warm
+        elif warmed:
+            other = model_warm.other_s if base.setup_s is None else base.setup_s + WARM_REST_S
+            base = replace(base, compile_s=model_warm.compile_s, other_s=other)
         step = base.median_s * (s.time_steps / base.time_steps) ** (k if k is not None else 1.0)
         compile_s, other_s = base.compile_s, base.other_s
         if base.source == "here":

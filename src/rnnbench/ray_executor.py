@@ -87,8 +87,8 @@ def run_on_node(job: Job, worker: tuple[str, ...], timeout_s: float, run_id: str
     """Run one worker on this node as the local runner would (``Runner.work``) and hand
     back its outcome, its whole log, the node's info and wall-clock marks (``clock``) from
     which the dispatch overhead is measured. Its compile cache: the node's shared one, or
-    a new, empty one for this worker (``fresh_cache``, or a profile that shares none). A cancel (Ctrl-C on the driver) arrives as
-    KeyboardInterrupt: the worker's process group is killed before the task ends."""
+    a new, empty one for this worker (``fresh_cache``, or a profile that shares none). A
+    cancel (Ctrl-C on the driver) arrives as KeyboardInterrupt: the worker's process group is killed before the task ends."""
     import ray
 
     clock = {"task_started": time.time()}
@@ -99,8 +99,8 @@ def run_on_node(job: Job, worker: tuple[str, ...], timeout_s: float, run_id: str
         job.result, job.progress = str(tmp / "result.json"), str(tmp / "progress.jsonl")
         job.dump(str(tmp / "job.json"))
         log = tmp / "worker.log"
-        cache = None if fresh_cache else compile_cache(shared_cache)
-        env = {**os.environ, **thread_env(job.threads), **cache_env(cache or str(tmp / "cache"))}
+        cache = compile_cache(shared_cache, fresh_cache) or str(tmp / "cache")
+        env = {**os.environ, **thread_env(job.threads), **cache_env(cache)}
         if job.device == "auto" and env.get("CUDA_VISIBLE_DEVICES") == "":
             del env["CUDA_VISIBLE_DEVICES"]  # Ray hides GPUs from a task that asked for none
         load = {"load_before": load_average()}

@@ -134,11 +134,22 @@ class Runner:
         """(scenario, impl) of the runs whose passed verification the compile cache keeps
         (rnnbench.verdicts): the same code, versions and check, so their compiles were made
         into that cache too. The time plan predicts them warm."""
-        cache = self.st.compile_cache() if self.st.verify and self.st.profile.keep_verdicts else None
-        if self.st.mode != "bench" or not cache or not (Path(cache) / verdicts.DIR).is_dir():
+        cache = self.st.compile_cache() if self.st.profile.keep_verdicts else None
+        if not cache or not (Path(cache) / verdicts.DIR).is_dir():  # nothing kept: no key to compute
             return set()
         return {(s.name, i) for s in scenarios for i in impls if IMPLEMENTATIONS[i].framework not in missing
-                and verdicts.lookup(cache, verdicts.key(self.job(s, i, Path(os.devnull))))}
+                and self.verdict(self.job(s, i, Path(os.devnull)))[2]}
+
+    def verdict(self, job: Job) -> tuple[str | None, str | None, dict | None]:
+        """Where a job's passed verification is kept (a profile that keeps verdicts, a
+        shared cache), and what is kept there: (cache, key, kept verdict or None), or
+        (None, None, None) (rnnbench.verdicts)."""
+        keeps = job.verify and self.st.mode == "bench" and self.st.profile.keep_verdicts
+        cache = self.st.compile_cache() if keeps else None
+        if not cache:
+            return None, None, None
+        key = verdicts.key(job)
+        return cache, key, verdicts.lookup(cache, key)
 
     def planned(self, scenarios: list[Scenario], impls: list[str]) -> dict:
         """(scenario, impl) -> the sizes each run of this matrix has (its document's ``shape``)."""
@@ -224,10 +235,7 @@ class Runner:
         try:
             job = self.job(scenario, impl, tmp, first=not process)
             # A passed verification of the same code is kept: no second build (rnnbench.verdicts).
-            keeps = job.verify and self.st.mode == "bench" and self.st.profile.keep_verdicts
-            cache = self.st.compile_cache() if keeps else None
-            key = verdicts.key(job) if cache else None
-            kept = verdicts.lookup(cache, key) if cache else None
+            cache, key, kept = self.verdict(job)
             if kept:
                 job.verify = None
             if FRAMEWORKS[IMPLEMENTATIONS[impl].framework].legacy:  # it cannot make them: Python 3.6, NumPy 1.13

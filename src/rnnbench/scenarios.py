@@ -128,7 +128,7 @@ PROFILES: dict[str, Profile] = {
         # median of the first 5 steps lay within 1.2-1.7% of the 8 steps' (median over the
         # runs; 90th percentile 6%), while the same run's 8-step medians in the two matrices lay
         # 10% apart (median; 90th percentile 26%): the machine, not the count, sets the
-        # precision, and the 3 steps were 155-160 s of a 16.5-minute matrix.
+        # precision, and the 3 steps were 153-162 s of each (16.5 and 21.4 min).
         Profile("quick", warmup=2, steps=5, time_steps=100, timeout_s=1800, max_time_s=60.0,
                 shared_cache=True, fork_server=True, keep_verdicts=True,
                 description="the seed's networks on a 100-step time axis (the default)"),

@@ -33,7 +33,7 @@ class Settings:
 
     def compile_cache(self) -> str | None:
         """The compile cache every worker shares, or None for a fresh one per worker."""
-        return None if self.fresh_cache else compile_cache(self.profile.shared_cache)
+        return compile_cache(self.profile.shared_cache, self.fresh_cache)
 
 
 def now() -> str:
