@@ -90,6 +90,31 @@ def test_parameter_counts(impl, name):
     assert trainer.parameters == SEED_COUNTS[name] - lstm_bhh
 
 
+@pytest.mark.parametrize("impl", JAX_IMPLS)
+def test_train_step_compiles_on_the_first_step_only(impl):
+    """The second step runs the first's executable: no argument changes its placement
+    (a committed/uncommitted mix compiled the step again on its second call)."""
+    import jax.monitoring
+    from jax._src.dispatch import BACKEND_COMPILE_EVENT
+
+    s = verify_scenario(SCENARIOS["gru-1x320-ce"])
+    trainer = build(impl, Config(s, make_batch(s), canonical_weights(s)))
+    trainer.step()
+    compiles = []
+
+    def listen(event, duration, **_):
+        if event == BACKEND_COMPILE_EVENT:
+            compiles.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        trainer.step()
+        trainer.step()
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert compiles == []
+
+
 RUNTIME_CHILD = r"""
 import json, sys
 from rnnbench.frameworks import jax_
@@ -118,6 +143,24 @@ def test_runtime_threads_and_denormals(threads):
     assert info["flushed"][0] == 0.0 and info["flushed"][1] == pytest.approx(2e-8, rel=1e-6)
     assert info["ftz"] == 0.0
     assert info["gpu_peak_mb"] is None
+
+
+def test_runtime_compiles_into_the_run_s_compile_cache(tmp_path):
+    """With the worker's RNNBENCH_CACHE_DIR, XLA's executables go to its jax/ folder (every
+    compile, however short), and a second process loads them instead of compiling."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PJRT_NPROC", "XLA_FLAGS", "JAX_PLATFORMS")}
+    env["RNNBENCH_CACHE_DIR"] = str(tmp_path)
+    infos = []
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-c", RUNTIME_CHILD, "1"], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        infos.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        if not infos[1:]:
+            first = sorted(os.listdir(tmp_path / "jax"))
+    assert infos[0]["compilation_cache"] == str(tmp_path / "jax")
+    assert any("multiply" in f or "lambda" in f for f in first)  # the child's two jits
+    assert sorted(os.listdir(tmp_path / "jax")) == first  # the second process compiled nothing new
 
 
 def test_end_to_end_smoke_run_and_verify(cli, tmp_path):

@@ -21,6 +21,7 @@ import pytest
 pytest.importorskip("keras")
 
 from rnnbench.data import weight_shapes  # noqa: E402
+from rnnbench.frameworks import FRAMEWORKS  # noqa: E402
 from rnnbench.impls import framework_available  # noqa: E402
 from rnnbench.scenarios import PROFILES, SCENARIOS, SEED_SCENARIOS, apply_profile  # noqa: E402
 
@@ -185,6 +186,12 @@ def test_end_to_end_smoke_run_and_verify(tmp_path):
         (n, f) for n in scenarios for f in BACKENDS)
     for row in rows:
         assert row["status"] == ("ok" if framework_available(row["impl"]) else "skipped"), row
+        if row["status"] == "ok":
+            # Forked from its framework's fork server, with its backend; Keras itself
+            # preloaded there but for keras-torch, whose device Keras fixes at import.
+            doc = json.loads((tmp_path / "runs" / f"{row['scenario']}__{row['impl']}.json").read_text())
+            assert doc["worker"] == "forked"
+            assert doc["meta"]["runtime"]["keras_backend"] == FRAMEWORKS[row["impl"]].runs_on
     verify = subprocess.run(cli + ["verify"] + select, env=_env(), capture_output=True, text=True,
                             timeout=900)
     assert verify.returncode == 0, verify.stdout[-3000:] + verify.stderr[-3000:]

@@ -22,7 +22,7 @@ pytest.importorskip("pytensor")
 
 from rnnbench.frameworks import pytensor_ as runtime  # noqa: E402
 
-runtime.configure_cache()  # before PyTensor is imported: keep its cache out of ~/.pytensor
+runtime.configure_flags()  # before PyTensor is imported: keep its cache out of ~/.pytensor
 
 from conftest import round_trip_and_two_steps, summary  # noqa: E402
 from rnnbench import reference  # noqa: E402
@@ -169,14 +169,18 @@ info = pytensor_.setup(sys.argv[4], int(sys.argv[1]), sys.argv[2] == "1", sys.ar
 import numpy as np
 info["denormal_product"] = float(np.float32(1e-39) * np.float32(1.0))
 info["gpu_peak_mb"] = pytensor_.gpu_peak_mb()
+import pytensor
+info["traceback_limit"] = pytensor.config.traceback__limit
 print(json.dumps(info))
 """
 
 
-def child(tmp_path, threads, flush, device, framework="pytensor"):
+def child(tmp_path, threads, flush, device, framework="pytensor", flags=None):
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTENSOR_FLAGS", "PJRT_NPROC", "XLA_FLAGS", "JAX_PLATFORMS")}
     env["RNNBENCH_CACHE_DIR"] = str(tmp_path / "cache")
+    if flags:
+        env["PYTENSOR_FLAGS"] = flags
     args = [str(threads), str(int(flush)), device, framework]
     return subprocess.run([sys.executable, "-c", RUNTIME_CHILD, *args], env=env,
                           capture_output=True, text=True, timeout=120)
@@ -197,6 +201,16 @@ def test_runtime_cache_threads_and_denormals(tmp_path, flush):
         assert info["denormal_product"] == 0.0  # DAZ: a denormal input reads as zero
     else:
         assert info["flush_denormal"].startswith("off (not supported")
+
+
+@pytest.mark.parametrize("flags, limit", [(None, 0), ("traceback__limit=5", 5)])
+def test_runtime_keeps_no_stack_traces_unless_asked(tmp_path, flags, limit):
+    """Stack traces per graph node are off in workers (a quarter of a 4x320 build), unless
+    the user's PYTENSOR_FLAGS set a limit; the compile cache moves either way."""
+    proc = child(tmp_path, 1, True, "cpu", flags=flags)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert info["traceback_limit"] == limit and info["compiledir"] == str(tmp_path / "cache")
 
 
 def test_runtime_refuses_cuda(tmp_path):

@@ -130,3 +130,27 @@ def test_smoke_run_and_verify_end_to_end(cli, tmp_path):
              if line.startswith("gru-1x320-ce ") and len(line.split()) > 2}
     assert " pass " in lines["tf-blockcell"] and "reset-before" in lines["tf-blockcell"]
     assert "skipped" in lines["tf-blockfused"]
+
+
+XLA_CHILD = r"""
+import tensorflow as tf  # imported first, as in the fork server: the flags are read later
+f = tf.function(lambda x: tf.reduce_sum(x * x), jit_compile=True)
+print(float(f(tf.ones(4))))
+"""
+
+
+def test_xla_executables_go_to_the_run_s_compile_cache(tmp_path, monkeypatch):
+    """tf-xla's compiles land in the worker's compile cache (launch.cache_env), with the
+    user's own TF_XLA_FLAGS kept, even in a process that imported TensorFlow before."""
+    import subprocess
+    import sys
+
+    from rnnbench.launch import cache_env
+
+    monkeypatch.setenv("TF_XLA_FLAGS", "--tf_xla_enable_lazy_compilation=true")
+    env = {**os.environ, **cache_env(str(tmp_path))}
+    assert env["TF_XLA_FLAGS"].startswith("--tf_xla_enable_lazy_compilation=true --tf_xla_persistent")
+    proc = subprocess.run([sys.executable, "-c", XLA_CHILD], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("4.0"), proc.stderr[-2000:]
+    assert [f for f in os.listdir(tmp_path / "tensorflow-xla") if f.startswith("xla_compile_cache")]

@@ -69,11 +69,15 @@ def compile_cache(shared: bool, fresh: bool = False) -> str | None:
 
 
 def cache_env(cache: str) -> dict[str, str]:
-    """Point every framework's on-disk compile cache into ``cache``. PyTensor reads
-    RNNBENCH_CACHE_DIR (see frameworks.pytensor_); torch.compile's would otherwise be a
-    machine-wide /tmp/torchinductor_<user>, warm from earlier runs."""
+    """Point every framework's on-disk compile cache into ``cache``. PyTensor and JAX read
+    RNNBENCH_CACHE_DIR (see frameworks.pytensor_ and jax_); torch.compile's would otherwise be
+    a machine-wide /tmp/torchinductor_<user>, warm from earlier runs; TensorFlow keeps the
+    executables XLA compiles (tf-xla) where TF_XLA_FLAGS says, read at its first XLA compile,
+    so also in a worker forked from a server that imported TensorFlow."""
+    xla = f"--tf_xla_persistent_cache_directory={os.path.join(cache, 'tensorflow-xla')}"
     return {"RNNBENCH_CACHE_DIR": cache, "TORCHINDUCTOR_CACHE_DIR": os.path.join(cache, "torchinductor"),
-            "TRITON_CACHE_DIR": os.path.join(cache, "triton")}
+            "TRITON_CACHE_DIR": os.path.join(cache, "triton"),
+            "TF_XLA_FLAGS": f"{os.environ.get('TF_XLA_FLAGS', '')} {xla}".strip()}
 
 
 CACHE_WRITERS = "rnnbench-writers.json"  # in the cache: which runs have compiled into it
@@ -312,7 +316,7 @@ class Launcher:
             del self.servers[framework]
         if framework not in self.servers:
             try:
-                self.servers[framework] = ForkServer(modules, env)
+                self.servers[framework] = ForkServer(modules, {**env, **FRAMEWORKS[framework].preload_env})
             except OSError:
                 self.servers[framework] = None
         return self.servers[framework]

@@ -34,8 +34,11 @@ class Framework:
     # forking each worker: only modules that start no threads of their own and touch no
     # device at import (each of these starts only NumPy's OpenBLAS pool, whose fork handler
     # makes forking safe), and that read no setting the worker's runtime sets later.
-    # Never Keras (it reads KERAS_BACKEND at import) or PyTensor (its flags).
+    # Keras reads KERAS_BACKEND at import: it is preloaded only with its backend in
+    # ``preload_env``, and never for keras-torch (its torch backend also picks its device at
+    # import, before the worker knows it). Never PyTensor (its flags).
     preload: tuple[str, ...] = ()
+    preload_env: dict[str, str] = field(default_factory=dict, hash=False)  # the server's environment
     runs_on: str | None = None  # the framework whose runtime setup() this one calls first
     # What its runtime's setup() sets, by SETTINGS_COLUMNS; for a framework that runs on
     # another, only the environment variables it adds.
@@ -123,7 +126,7 @@ PYTENSOR = {
     "denormals": "FTZ|DAZ set in MXCSR when flag (x86-64)",
     "device": "CPU only (numba)",
     "GPU memory": "no GPU",
-    "environment": "PYTENSOR_FLAGS=base_compiledir=<cache>",
+    "environment": "PYTENSOR_FLAGS=base_compiledir=<cache>,traceback__limit=0",
 }
 
 # The 2017 stack (rnnbench.legacy.runtime says how each is set).
@@ -159,10 +162,12 @@ FRAMEWORKS: dict[str, Framework] = {
         Framework("tensorflow", "TensorFlow", ("tensorflow-cpu", "tensorflow"), ("tensorflow",),
                   "tensorflow_", "tensorflow", preload=("tensorflow",), own_settings=TENSORFLOW),
         Framework("keras-tensorflow", "Keras", ("keras", "tensorflow-cpu", "tensorflow"), ("keras", "tensorflow"),
-                  "keras_", "keras", runs_on="tensorflow",  # no preload: TensorFlow's import fixes Keras' backend
+                  "keras_", "keras", runs_on="tensorflow", preload=("tensorflow", "keras"),
+                  preload_env={"KERAS_BACKEND": "tensorflow"},  # TensorFlow's import loads Keras too
                   own_settings={"environment": "KERAS_BACKEND=tensorflow"}),
         Framework("keras-jax", "Keras", ("keras", "jax", "jaxlib"), ("keras", "jax"), "keras_", "keras",
-                  runs_on="jax", preload=("jax",), own_settings={"environment": "KERAS_BACKEND=jax"}),
+                  runs_on="jax", preload=("jax", "keras"), preload_env={"KERAS_BACKEND": "jax"},
+                  own_settings={"environment": "KERAS_BACKEND=jax"}),
         Framework("keras-torch", "Keras", ("keras", "torch"), ("keras", "torch"), "keras_", "keras",
                   runs_on="torch", preload=TORCH_IMPORTS, own_settings={"environment": "KERAS_BACKEND=torch, KERAS_TORCH_DEVICE=<device>"}),
         Framework("jax", "JAX", ("jax", "jaxlib", "flax", "optax"), ("jax", "flax", "optax"), "jax_", "jax",
@@ -171,7 +176,7 @@ FRAMEWORKS: dict[str, Framework] = {
                   own_settings=PYTENSOR),
         Framework("pytensor-jax", "PyTensor", ("pytensor", "jax", "jaxlib"), ("pytensor", "jax"),
                   "pytensor_", "pytensor,jax", runs_on="jax", preload=("jax",),
-                  own_settings={"environment": "PYTENSOR_FLAGS=base_compiledir=<cache>"}),
+                  own_settings={"environment": "PYTENSOR_FLAGS=base_compiledir=<cache>,traceback__limit=0"}),
         _legacy("theano", "Theano", LEGACY_THEANO),
         _legacy("keras2-theano", "Keras 2", LEGACY_THEANO, backend="theano"),
         _legacy("keras2-tf1", "Keras 2", LEGACY_TF, backend="tensorflow"),

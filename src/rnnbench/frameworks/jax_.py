@@ -43,6 +43,14 @@ def setup(framework: str, threads: int, flush_denormal: bool, device: str) -> di
     # precision uses TF32/bf16 passes, and on an H100 the one-step check against the float64
     # reference then missed its 1e-3 tolerance on the 4x320 stacks (1.4e-3, measured).
     jax.config.update("jax_default_matmul_precision", "highest")
+    # Compiled programs go to the run's compile cache (rnnbench.launch.compile_cache), as
+    # PyTensor's and torch.compile's do: a warm run loads its executables instead of
+    # compiling them again (the first step records which, ``cache_state``). Every compile
+    # is kept, however short: a step's compile is many small ones (init, the update).
+    cache = os.environ.get("RNNBENCH_CACHE_DIR")
+    if cache:
+        jax.config.update("jax_compilation_cache_dir", os.path.join(cache, "jax"))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     dev = jax.devices()[0]  # JAX's default device: a GPU when it sees one
     on_gpu = dev.platform in ("gpu", "cuda")
     if device == "cuda" and not on_gpu:
@@ -59,6 +67,7 @@ def setup(framework: str, threads: int, flush_denormal: bool, device: str) -> di
             "run the kernels); JAX also keeps idle dispatch and compiler threads"
         ),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "compilation_cache": jax.config.jax_compilation_cache_dir or "off",
     }
     if on_gpu:
         info["flush_denormal"] = "on (--xla_gpu_ftz=true)" if flush_denormal else "off"

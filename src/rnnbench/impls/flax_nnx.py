@@ -61,6 +61,9 @@ def build(cfg: Config) -> Trainer:
         model = Model(s, nnx.Rngs(0))
         load_weights(model, cfg.weights)
         optimizer = nnx.Optimizer(model, optax.adam(cfg.lr, eps=cfg.adam_eps), wrt=nnx.Param)
+        # On the default device, uncommitted like the model's arrays: a mix of committed
+        # and uncommitted arrays makes jit compile the step a second time on its second call.
+        x, y, lengths = (jnp.asarray(a) for a in (cfg.batch.x, cfg.batch.y, cfg.batch.lengths))
 
     def loss_fn(model, x, y, lengths):
         """Mean over the batch: cross-entropy at the last step, or CTC (blank 0)."""
@@ -80,7 +83,6 @@ def build(cfg: Config) -> Trainer:
     # Flax performance guide: cache the object-graph traversal nnx.jit would redo every call.
     cached_step = nnx.cached_partial(train_step, model, optimizer)
     cached_loss = nnx.cached_partial(nnx.jit(loss_fn), model)  # --mode forward: no gradients, no update
-    x, y, lengths = jax.device_put((cfg.batch.x, cfg.batch.y, cfg.batch.lengths), device)
 
     notes = {"adam": "standard"}
     if s.cell == "gru":

@@ -78,7 +78,9 @@ def build(cfg: Config) -> Trainer:
     s, device = cfg.scenario, jax.devices(cfg.device)[0]
     params = jax.device_put(to_params(s, cfg.weights), device)
     tx = optax.adam(cfg.lr, eps=cfg.adam_eps)
-    opt_state = tx.init(params)
+    # Committed to the device like everything the step takes: a mix of committed and
+    # uncommitted arrays makes jit compile the step a second time on its second call.
+    opt_state = jax.device_put(tx.init(params), device)
 
     def loss_fn(params, x, y, lengths):
         """Mean over the batch: cross-entropy at the last step, or CTC (blank 0)."""
