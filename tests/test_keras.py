@@ -45,6 +45,19 @@ def counting_rnn(*args, **kwargs):
     return generic_rnn(*args, **kwargs)
 keras_backend.rnn = counting_rnn
 
+# Count calls of the backend trainer's train_step: once per trace where the step is
+# compiled (TensorFlow, JAX), once per step in eager torch.
+import importlib
+backend_name = keras_backend.backend()
+trainer_cls = getattr(importlib.import_module(f"keras.src.backend.{backend_name}.trainer"),
+                      {"tensorflow": "TensorFlowTrainer", "jax": "JAXTrainer", "torch": "TorchTrainer"}[backend_name])
+step_calls = []
+train_step = trainer_cls.train_step
+def counting_train_step(self, *args, **kwargs):
+    step_calls.append(1)
+    return train_step(self, *args, **kwargs)
+trainer_cls.train_step = counting_train_step
+
 from rnnbench import reference
 from rnnbench.data import canonical_weights, make_batch
 from rnnbench.impls import keras_layers
@@ -58,6 +71,7 @@ for name in SEED_SCENARIOS:
     s = apply_profile(SCENARIOS[name], PROFILES["smoke"])
     batch, w = make_batch(s), canonical_weights(s)
     generic_calls.clear()
+    step_calls.clear()
     trainer = keras_layers.build(Config(s, batch, w, lr=1.0, adam_eps=1.0))
     w0 = trainer.weights()
     loss = trainer.step()
@@ -77,6 +91,7 @@ for name in SEED_SCENARIOS:
         "parameters": trainer.parameters,
         "notes": trainer.notes,
         "generic_loop": bool(generic_calls),
+        "train_step_calls": len(step_calls),  # over the two steps
     }
 with open(out, "w") as f:
     json.dump(results, f)
@@ -152,6 +167,9 @@ def test_notes_and_parameter_count(child, name):
     assert got["parameters"] == canonical - lstm_bhh
     # notes["kernel"] says "generic loop" exactly when Keras ran its generic RNN loop.
     assert ("generic loop" in notes["kernel"]) == got["generic_loop"], notes["kernel"]
+    # Two steps: one trace where the step is compiled (Adam's slots exist before it: built
+    # in the first trace, they made TensorFlow trace the step twice), two calls in eager torch.
+    assert got["train_step_calls"] == (2 if framework == "keras-torch" else 1)
 
 
 def test_backend_must_be_chosen_before_keras_import():

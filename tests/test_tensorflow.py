@@ -132,6 +132,24 @@ def test_smoke_run_and_verify_end_to_end(cli, tmp_path):
     assert "skipped" in lines["tf-blockfused"]
 
 
+@pytest.mark.parametrize("impl", TF_IMPLS)
+def test_train_step_is_traced_once(impl, monkeypatch):
+    """The model's Python code runs once, at the first step's trace: Adam's slots exist
+    before it (optimizer.build), where a tf.function creating them traced the step twice."""
+    from rnnbench.impls import tf_cell
+
+    s = verify_scenario(SCENARIOS["lstm-1x320-ce"])
+    if expected_skip(impl, s.name):
+        pytest.skip(expected_skip(impl, s.name))
+    traces = []
+    call = tf_cell.Net.__call__
+    monkeypatch.setattr(tf_cell.Net, "__call__", lambda self, *a: traces.append(1) or call(self, *a))
+    trainer = build(impl, Config(s, make_batch(s), canonical_weights(s), device=DEVICE))
+    for _ in range(3):
+        trainer.step()
+    assert len(traces) == 1
+
+
 XLA_CHILD = r"""
 import tensorflow as tf  # imported first, as in the fork server: the flags are read later
 f = tf.function(lambda x: tf.reduce_sum(x * x), jit_compile=True)

@@ -79,6 +79,7 @@ def build(cfg: Config) -> Trainer:
     else:
         loss = None  # CTCModel.compute_loss
     model.compile(optimizer=optimizer, loss=loss, jit_compile=JIT_COMPILE[backend])
+    optimizer.build(model.trainable_variables)  # Adam's slots now, or TensorFlow traces the first step twice
 
     # The one toy batch, converted to backend tensors (on the device) once.
     x = ops.convert_to_tensor(cfg.batch.x)

@@ -104,6 +104,7 @@ def build(cfg: Config) -> Trainer:
     # TensorFlow's Adam is Keras's (``import tensorflow`` loads Keras): "epsilon-hat" form,
     # eps added to sqrt(v) before the bias correction.
     optimizer = tf.keras.optimizers.Adam(cfg.lr, epsilon=cfg.adam_eps)
+    optimizer.build(model.trainable_variables)  # Adam's slots now, or the first step traces twice
 
     @tf.function  # traced once: every call passes the same tensors
     def train_step(x, y, lengths):

@@ -79,6 +79,7 @@ def build(cfg: Config) -> Trainer:
     # TensorFlow's Adam is Keras's (epsilon-hat form, see tf_cell.py). Adam is elementwise,
     # so it trains the opaque buffer exactly as it would the canonical tensors.
     optimizer = tf.keras.optimizers.Adam(cfg.lr, epsilon=cfg.adam_eps)
+    optimizer.build(model.trainable_variables)  # Adam's slots now, or the first step traces twice
 
     @tf.function  # traced once: every call passes the same tensors
     def train_step(x, y, lengths):
