@@ -456,6 +456,33 @@ def test_missing_package(rnnbench, monkeypatch):
     assert "pandas is not installed: pip install 'rnnbench[report]'" in one_line(code, err)
 
 
+def test_ctrl_c_during_an_import_is_a_ctrl_c(monkeypatch):
+    """NumPy turns a Ctrl-C that lands in its C extension's import into an ImportError
+    ("Importing the numpy C-extensions failed"): that is a Ctrl-C (exit 130), not a broken
+    NumPy to reinstall. A real ImportError still is one."""
+    import signal
+    import time
+
+    def interrupted_import(name):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except KeyboardInterrupt:
+            raise ImportError("Importing the numpy C-extensions failed.") from None
+
+    monkeypatch.setattr(cli.importlib, "import_module", interrupted_import)
+    with pytest.raises(KeyboardInterrupt):
+        cli.require(("numpy",))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+    def broken_import(name):
+        raise ImportError("Importing the numpy C-extensions failed.")
+
+    monkeypatch.setattr(cli.importlib, "import_module", broken_import)
+    with pytest.raises(cli.UsageError, match="numpy cannot be imported"):
+        cli.require(("numpy",))
+
+
 @pytest.mark.parametrize("unbuffered", [True, False], ids=["unbuffered", "buffered"])
 @pytest.mark.parametrize("args", [["list"], ["list", "--json"], ["compare", BASE, NEW], ["run", "--help"]],
                          ids=lambda a: " ".join(map(str, a[:2])))

@@ -111,7 +111,9 @@ def setup_in_child(framework: str, tmp_path_factory, threads: int = 1) -> dict:
         if not FRAMEWORKS[framework].installed:
             pytest.skip(f"{framework} is not installed")
         env = {k: v for k, v in os.environ.items() if k not in SET_BY_SETUP}
-        env["RNNBENCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+        if "cache" not in _setups:  # one compile cache for every child: its path is in their infos
+            _setups["cache"] = str(tmp_path_factory.mktemp("cache"))
+        env["RNNBENCH_CACHE_DIR"] = _setups["cache"]
         proc = subprocess.run([sys.executable, "-c", CHILD, framework, str(threads)], env=env,
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]

@@ -8,7 +8,9 @@ import importlib.util
 import math
 import os
 import shutil
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from . import fmt, network
@@ -114,21 +116,44 @@ def check_threads(args) -> None:
 
 def require(modules: tuple[str, ...]) -> None:
     """Import the packages a command needs now, so that a missing or broken one (a stray
-    ``numpy/`` on PYTHONPATH) is one line that names it, not a traceback halfway through."""
-    for name in modules:
+    ``numpy/`` on PYTHONPATH) is one line that names it, not a traceback halfway through.
+    A Ctrl-C during the import stays a Ctrl-C: NumPy reports one that lands in its C
+    extension's import as "Importing the numpy C-extensions failed" (an ImportError)."""
+    interrupted = []
+
+    def on_sigint(signum, frame):
+        interrupted.append(signum)
+        signal.default_int_handler(signum, frame)
+
+    # Only where Python's own handler is on (the main thread, SIGINT not ignored).
+    ours = (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+    if ours:
+        signal.signal(signal.SIGINT, on_sigint)
+    try:
+        for name in modules:
+            _import(name, interrupted)
+    finally:
+        if ours:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _import(name: str, interrupted: list) -> None:
+    try:
+        importlib.import_module(name)
+    except Exception as e:  # a broken package can raise anything at import
+        if interrupted:
+            raise KeyboardInterrupt from None
+        install = "numpy" if name == "numpy" else "'rnnbench[report]'"
+        if isinstance(e, ModuleNotFoundError) and e.name == name:
+            raise UsageError(f"{name} is not installed: pip install {install}") from None
         try:
-            importlib.import_module(name)
-        except Exception as e:  # a broken package can raise anything at import
-            install = "numpy" if name == "numpy" else "'rnnbench[report]'"
-            if isinstance(e, ModuleNotFoundError) and e.name == name:
-                raise UsageError(f"{name} is not installed: pip install {install}") from None
-            try:
-                where = importlib.util.find_spec(name).origin
-            except Exception:
-                where = "?"
-            why = " ".join(str(e).split())[:200] or type(e).__name__
-            raise UsageError(f"{name} cannot be imported ({why}) from {where}: remove that copy from "
-                             f"PYTHONPATH, or reinstall it (pip install --force-reinstall {install})") from None
+            where = importlib.util.find_spec(name).origin
+        except Exception:
+            where = "?"
+        why = " ".join(str(e).split())[:200] or type(e).__name__
+        raise UsageError(f"{name} cannot be imported ({why}) from {where}: remove that copy from "
+                         f"PYTHONPATH, or reinstall it (pip install --force-reinstall {install})") from None
 
 
 def selection(args, *, default_scenarios=SEED_SCENARIOS):
