@@ -141,23 +141,26 @@ def test_plan_of_the_full_profile_is_bounded_by_its_time_budget(capsys, tmp_path
 def test_a_precision_stopped_run_is_predicted_between_its_minimum_and_its_budget():
     """The measured steps of a precision-stopped run: no step starts past the budget (a step
     longer than the budget is measured once, whatever the minimum), and the run is expected
-    PRECISION_SHARE of the way from its minimum to that bound, after the warm-up count and
-    SETTLE_STEPS more."""
-    from rnnbench.plan import PRECISION_SHARE, SETTLE_STEPS, Evidence, Point, network, predict
+    to take PRECISION_STEPS measured steps at PRECISION_AT (4x as many at half of it, never
+    below the minimum), after the warm-up count and SETTLE_STEPS more."""
+    from rnnbench.plan import PRECISION_AT, PRECISION_STEPS, SETTLE_STEPS, Evidence, Point, network, predict
     from rnnbench.scenarios import SCENARIOS
     from rnnbench.stopping import stop_rule
 
     s = SCENARIOS["gru-1x320-ce"]
-    stop = stop_rule(0.02, 5, 30.0, 2)
 
-    def predicted(step_s):
+    def predicted(step_s, precision=PRECISION_AT, budget=600.0, least=5):
         ev = Evidence()
         ev.add((network(s), "torch-nn"), Point("here", "ok", s.time_steps, step_s, 4.0, 10.0, 100.0))
+        stop = stop_rule(precision, least, budget, 2)
         return predict(ev, s, "torch-nn", 2 + 500, 7200.0, stop=stop, warmup=2).seconds - 14.0
 
-    assert predicted(36.0) == pytest.approx((2 + SETTLE_STEPS + 1) * 36.0)  # one measured step: over budget
-    assert predicted(1.0) == pytest.approx(2 + SETTLE_STEPS + 5 + PRECISION_SHARE * (30 - 5))
-    assert predicted(10.0) == pytest.approx((2 + SETTLE_STEPS + 3) * 10.0)  # 3 steps fit: the minimum cannot
+    assert predicted(36.0, budget=30.0) == pytest.approx((2 + SETTLE_STEPS + 1) * 36.0)  # over budget
+    assert predicted(1.0) == pytest.approx(2 + SETTLE_STEPS + PRECISION_STEPS)
+    assert predicted(1.0, precision=PRECISION_AT / 2) == pytest.approx(2 + SETTLE_STEPS + 4 * PRECISION_STEPS)
+    assert predicted(1.0, precision=0.5) == pytest.approx(2 + SETTLE_STEPS + 5)  # the minimum
+    assert predicted(1.0, precision=0.001) == pytest.approx(2 + SETTLE_STEPS + 500)  # at most the count
+    assert predicted(10.0, budget=30.0) == pytest.approx((2 + SETTLE_STEPS + 3) * 10.0)  # 3 steps fit: the minimum cannot
     fixed = Evidence()
     fixed.add((network(s), "torch-nn"), Point("here", "ok", s.time_steps, 1.0, 4.0, 10.0, 100.0))
     assert predict(fixed, s, "torch-nn", 10, 7200.0).seconds == pytest.approx(14.0 + 10)
