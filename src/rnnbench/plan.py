@@ -50,11 +50,11 @@ SUPERLINEAR = 1.2  # T^1.2: 10x the time steps cost 16x; measured rows grew 9-14
 GUESS_GFLOPS = 20.0  # an implementation the model does not know: a slow CPU row's rate
 SKIP_S = 2.0  # a run its script skips: the worker starts and says no (1-3 s measured)
 # Precision-stopped runs of the full profile on the 2-core machine (gru-1x320-ce and
-# lstm-1x320-ce at T = 1000, the default 600 s budget, 28 runs): warm-up took the count and
+# lstm-1x320-ce at T = 1000, the default 600 s budget, 29 runs): warm-up took the count and
 # one more step in most runs (the rule compares the step after the count with the compiling
 # one). How many measured steps reach the precision depends on how noisy a row's steps are,
 # not on the budget: 6 to 343 steps to +-2% (median 46, mean 78 over the 27 runs that
-# reached it; tf-xla, flax-nnx and pytensor-jax took 136-343). The mean: it predicts the
+# reached it; 7 noisy rows took 136-343, tf-cell's LSTM the most). The mean: it predicts the
 # matrix's total (88.6 min for 90.7 taken), not each run (4 of 34 within 25%).
 SETTLE_STEPS = 1
 PRECISION_STEPS = 78  # expected measured steps at PRECISION_AT; a CI's width goes as 1/sqrt(n)
