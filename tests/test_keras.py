@@ -23,6 +23,7 @@ pytest.importorskip("keras")
 from rnnbench.data import weight_shapes  # noqa: E402
 from rnnbench.frameworks import FRAMEWORKS  # noqa: E402
 from rnnbench.impls import framework_available  # noqa: E402
+from rnnbench.launch import cpu_certain  # noqa: E402
 from rnnbench.scenarios import PROFILES, SCENARIOS, SEED_SCENARIOS, apply_profile  # noqa: E402
 
 BACKENDS = ["keras-tensorflow", "keras-jax", "keras-torch"]
@@ -206,10 +207,13 @@ def test_end_to_end_smoke_run_and_verify(tmp_path):
         assert row["status"] == ("ok" if framework_available(row["impl"]) else "skipped"), row
         if row["status"] == "ok":
             # Forked from its framework's fork server, with its backend; Keras itself
-            # preloaded there but for keras-torch, whose device Keras fixes at import.
+            # preloaded there, for keras-torch (whose device Keras fixes at import) only
+            # where the device is sure to be the CPU.
             doc = json.loads((tmp_path / "runs" / f"{row['scenario']}__{row['impl']}.json").read_text())
             assert doc["worker"] == "forked"
-            assert doc["meta"]["runtime"]["keras_backend"] == FRAMEWORKS[row["impl"]].runs_on
+            runtime = doc["meta"]["runtime"]
+            assert runtime["keras_backend"] == FRAMEWORKS[row["impl"]].runs_on
+            assert runtime["keras_preloaded"] == (row["impl"] != "keras-torch" or cpu_certain("auto"))
     verify = subprocess.run(cli + ["verify"] + select, env=_env(), capture_output=True, text=True,
                             timeout=900)
     assert verify.returncode == 0, verify.stdout[-3000:] + verify.stderr[-3000:]

@@ -34,7 +34,7 @@ HAS_VENV = VENV_PYTHON.is_file() and not host.probe(str(VENV_PYTHON))[1]
 @pytest.fixture(autouse=True)
 def quiet(monkeypatch):
     monkeypatch.setattr("rnnbench.gemm.in_subprocess", lambda threads, env: {"gflops": 100.0, "threads": threads})
-    monkeypatch.setattr("rnnbench.launch.preload", lambda fw: ())
+    monkeypatch.setattr("rnnbench.launch.preload", lambda fw, cpu=False: ())
 
 
 def interpreter(tmp_path, monkeypatch, body: str) -> str:

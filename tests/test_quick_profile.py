@@ -24,7 +24,7 @@ RUNNERS = []
 def quiet(monkeypatch, tmp_path):
     """Fork servers preload a light module, not torch; the per-user cache is under tmp_path;
     no GEMM probe."""
-    monkeypatch.setattr("rnnbench.launch.preload", lambda fw: ("json",) if fw == "torch" else ())
+    monkeypatch.setattr("rnnbench.launch.preload", lambda fw, cpu=False: ("json",) if fw == "torch" else ())
     monkeypatch.setattr("rnnbench.gemm.in_subprocess", lambda threads, env: {"gflops": 100.0, "threads": threads})
     monkeypatch.delenv("RNNBENCH_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))

@@ -35,7 +35,7 @@ except KeyboardInterrupt:
 mode = sys.argv[1]
 settings = cli._settings
 cli._settings = lambda args, bench: dataclasses.replace(settings(args, bench), worker=(%r, mode))
-launch.preload = lambda fw: ("json",) if os.environ.get("FORK") else ()
+launch.preload = lambda fw, cpu=False: ("json",) if os.environ.get("FORK") else ()
 gemm.COMMAND = [sys.executable, "-c", "import time; time.sleep(60)" if os.environ.get("SLOW_GEMM")
                 else "print('{\"gflops\": 50.0}')"]
 if os.environ.get("SLOW_REPORT"):

@@ -30,7 +30,7 @@ RUNNERS = []
 def launch(request, monkeypatch):
     """Every test here runs twice: workers spawned, and workers forked from a fork server
     (one that preloads a light module, not torch, to keep the tests fast)."""
-    monkeypatch.setattr("rnnbench.launch.preload", lambda fw: ("json",) if request.param == "forked" and fw == "torch" else ())
+    monkeypatch.setattr("rnnbench.launch.preload", lambda fw, cpu=False: ("json",) if request.param == "forked" and fw == "torch" else ())
     monkeypatch.setattr("rnnbench.gemm.in_subprocess", lambda threads, env: {"gflops": 100.0, "threads": threads})
     yield request.param
     while RUNNERS:

@@ -197,7 +197,7 @@ def test_precision_run_with_the_fake_worker(tmp_path, monkeypatch, capsys):
     settings = command._settings
     monkeypatch.setattr(command, "_settings",
                         lambda args, bench: dataclasses.replace(settings(args, bench), worker=(FAKE, "ok")))
-    monkeypatch.setattr("rnnbench.launch.preload", lambda fw: ())
+    monkeypatch.setattr("rnnbench.launch.preload", lambda fw, cpu=False: ())
     monkeypatch.setattr("rnnbench.gemm.in_subprocess", lambda threads, env: {"gflops": 100.0, "threads": threads})
     out = tmp_path / "out"
     code = command.main(["run", "--profile", "smoke", "-i", "torch-nn", "-s", "gru-1x320-ce", "--precision", "0.05",

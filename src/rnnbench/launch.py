@@ -136,9 +136,23 @@ def cache_record(cache: str, key: str, before: dict[str, int], after: dict[str, 
                       "bytes_added": sum(after[p] for p in new)}}
 
 
-def preload(framework: str) -> tuple[str, ...]:
-    """What the framework's fork server imports before forking workers."""
-    return FRAMEWORKS[framework].preload
+def preload(framework: str, cpu: bool = False) -> tuple[str, ...]:
+    """What the framework's fork server imports before forking workers; with ``cpu`` (the
+    workers' device is sure to be the CPU), what it imports only then, too."""
+    fw = FRAMEWORKS[framework]
+    return fw.preload + fw.cpu_preload if cpu and fw.preload else fw.preload
+
+
+# Device nodes of the GPUs a framework could pick under --device auto: NVIDIA's driver,
+# AMD's ROCm (torch's cuda API), WSL2's GPU bridge.
+GPU_NODES = ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
+
+
+def cpu_certain(device: str) -> bool:
+    """Whether a worker asked for ``device`` ("auto" | "cpu" | "cuda") will run on the CPU,
+    known without importing a framework: "cpu", or "auto" on a machine with no GPU device
+    node (elsewhere only the framework can tell, after its import)."""
+    return device == "cpu" or (device == "auto" and not any(os.path.exists(p) for p in GPU_NODES))
 
 
 class Process:
@@ -285,10 +299,13 @@ class Forked(Process):
 class Launcher:
     """Starts workers for one run: forked from a per-framework fork server where the
     profile asks for one and the framework has modules to preload (each server started
-    on first use, replaced if it dies), spawned otherwise or where a server fails."""
+    on first use, replaced if it dies), spawned otherwise or where a server fails.
+    ``device`` is the runs' --device: where it is sure to be the CPU, servers import the
+    modules that fix a device at import too (``Framework.cpu_preload``)."""
 
-    def __init__(self, fork_servers: bool):
+    def __init__(self, fork_servers: bool, device: str = "auto"):
         self.fork_servers = fork_servers
+        self.cpu = cpu_certain(device)
         self.servers: dict[str, ForkServer | None] = {}
         self.spawner = Spawner()
 
@@ -307,7 +324,7 @@ class Launcher:
         return self.spawner.start(argv, log, env)
 
     def _server(self, framework: str, env: dict[str, str]) -> ForkServer | None:
-        modules = preload(framework)
+        modules = preload(framework, self.cpu)
         if not (self.fork_servers and modules):
             return None
         server = self.servers.get(framework)
@@ -316,7 +333,9 @@ class Launcher:
             del self.servers[framework]
         if framework not in self.servers:
             try:
-                self.servers[framework] = ForkServer(modules, {**env, **FRAMEWORKS[framework].preload_env})
+                fw = FRAMEWORKS[framework]
+                extra = fw.cpu_preload_env if self.cpu else {}
+                self.servers[framework] = ForkServer(modules, {**env, **fw.preload_env, **extra})
             except OSError:
                 self.servers[framework] = None
         return self.servers[framework]

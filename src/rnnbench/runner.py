@@ -72,7 +72,7 @@ class Runner:
         self.meta: dict = {}
         self.lock: rundir.Lock | None = None
         self.stopped_by: str | None = None  # what interrupted the run, if anything did
-        self.launcher = Launcher(settings.profile.fork_server)
+        self.launcher = Launcher(settings.profile.fork_server, settings.device)
         self.own_load = OwnLoad()
         self.eta = plan.Eta()
 

@@ -35,10 +35,13 @@ class Framework:
     # device at import (each of these starts only NumPy's OpenBLAS pool, whose fork handler
     # makes forking safe), and that read no setting the worker's runtime sets later.
     # Keras reads KERAS_BACKEND at import: it is preloaded only with its backend in
-    # ``preload_env``, and never for keras-torch (its torch backend also picks its device at
-    # import, before the worker knows it). Never PyTensor (its flags).
+    # ``preload_env``; keras-torch's torch backend also picks its device at import, so its
+    # server imports Keras only where the worker's device is sure to be the CPU
+    # (``cpu_preload``: rnnbench.launch.cpu_certain). Never PyTensor (its flags).
     preload: tuple[str, ...] = ()
     preload_env: dict[str, str] = field(default_factory=dict, hash=False)  # the server's environment
+    cpu_preload: tuple[str, ...] = ()  # imported after ``preload`` where the device is the CPU
+    cpu_preload_env: dict[str, str] = field(default_factory=dict, hash=False)
     runs_on: str | None = None  # the framework whose runtime setup() this one calls first
     # What its runtime's setup() sets, by SETTINGS_COLUMNS; for a framework that runs on
     # another, only the environment variables it adds.
@@ -169,7 +172,9 @@ FRAMEWORKS: dict[str, Framework] = {
                   runs_on="jax", preload=("jax", "keras"), preload_env={"KERAS_BACKEND": "jax"},
                   own_settings={"environment": "KERAS_BACKEND=jax"}),
         Framework("keras-torch", "Keras", ("keras", "torch"), ("keras", "torch"), "keras_", "keras",
-                  runs_on="torch", preload=TORCH_IMPORTS, own_settings={"environment": "KERAS_BACKEND=torch, KERAS_TORCH_DEVICE=<device>"}),
+                  runs_on="torch", preload=TORCH_IMPORTS, cpu_preload=("keras",),
+                  cpu_preload_env={"KERAS_BACKEND": "torch", "KERAS_TORCH_DEVICE": "cpu"},
+                  own_settings={"environment": "KERAS_BACKEND=torch, KERAS_TORCH_DEVICE=<device>"}),
         Framework("jax", "JAX", ("jax", "jaxlib", "flax", "optax"), ("jax", "flax", "optax"), "jax_", "jax",
                   preload=("jax", "flax", "optax"), own_settings=JAX),
         Framework("pytensor", "PyTensor", ("pytensor", "numba"), ("pytensor",), "pytensor_", "pytensor",

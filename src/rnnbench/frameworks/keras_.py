@@ -6,12 +6,15 @@ setup of the framework it runs on (``FRAMEWORKS[...].runs_on``: tensorflow_, jax
 torch_, the same threads, affinity, denormal and device settings as tf-*, jax-* and
 torch-*) and adds only Keras' own: ``KERAS_BACKEND``, which Keras reads once, at its first
 import (importing TensorFlow imports part of Keras and fixes the backend too), so it is set
-before any framework is imported; and, for torch, the device Keras places tensors on.
+before any framework is imported; and, for torch, the device Keras places tensors on
+(``KERAS_TORCH_DEVICE``, also read at import: a fork server imports Keras for keras-torch
+only where the device is sure to be the CPU, and setup checks that it matches).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 from . import FRAMEWORKS, runtime
 
@@ -22,6 +25,7 @@ _backend_runtime = None  # the backend framework's runtime module, once setup() 
 
 def setup(framework: str, threads: int, flush_denormal: bool, device: str) -> dict:
     global _backend_runtime
+    preloaded = "keras" in sys.modules  # by a fork server (rnnbench.launch)
     backend = FRAMEWORKS[framework].runs_on  # Keras names its backends as we name frameworks
     os.environ["KERAS_BACKEND"] = backend
     _backend_runtime = runtime(backend)  # imports tensorflow or torch: after KERAS_BACKEND
@@ -35,7 +39,13 @@ def setup(framework: str, threads: int, flush_denormal: bool, device: str) -> di
     if keras.backend.backend() != backend:
         raise RuntimeError(f"keras was imported with the {keras.backend.backend()} backend "
                            f"before setup({framework!r})")
-    return {**info, "keras_backend": backend}
+    if backend == "torch":  # a fork server may have imported Keras (on the CPU only)
+        from keras.src.backend.torch.core import get_device
+
+        if get_device() != info["device"]:
+            raise RuntimeError(f"keras was imported with its torch backend on {get_device()}, "
+                               f"this run is on {info['device']}")
+    return {**info, "keras_backend": backend, "keras_preloaded": preloaded}
 
 
 def gpu_peak_mb():
