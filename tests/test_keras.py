@@ -173,17 +173,24 @@ def test_notes_and_parameter_count(child, name):
     assert got["train_step_calls"] == (2 if framework == "keras-torch" else 1)
 
 
-def test_backend_must_be_chosen_before_keras_import():
-    """setup() refuses to go on when keras was already imported with another backend."""
-    if not (framework_available("keras-jax") and framework_available("keras-torch")):
-        pytest.skip("needs keras-jax and keras-torch")
-    code = ("import os; os.environ['KERAS_BACKEND'] = 'torch'; import keras\n"
+@pytest.mark.parametrize("environment, framework, refusal", [
+    ("KERAS_BACKEND='torch'", "keras-jax", "keras was imported with the torch backend"),
+    # keras-torch's fork server imports Keras only where the device is sure to be the CPU
+    ("KERAS_BACKEND='torch', KERAS_TORCH_DEVICE='meta'", "keras-torch",
+     "keras was imported with its torch backend on meta"),
+])
+def test_keras_imported_otherwise_before_setup_is_refused(environment, framework, refusal):
+    """setup() refuses to go on when keras was already imported with another backend, or
+    (a fork server's preload) on another torch device than the run's."""
+    if not (framework_available(framework) and framework_available("keras-torch")):
+        pytest.skip(f"needs {framework} and keras-torch")
+    code = (f"import os; os.environ.update({environment}); import keras\n"
             "from rnnbench.frameworks import keras_\n"
-            "try:\n    keras_.setup('keras-jax', 1, True, 'cpu')\n"
+            f"try:\n    keras_.setup({framework!r}, 1, True, 'cpu')\n"
             "except RuntimeError as e:\n    print('refused:', e)\n")
     proc = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True,
                           text=True, timeout=300)
-    assert "refused: keras was imported with the torch backend" in proc.stdout, proc.stderr[-2000:]
+    assert "refused: " + refusal in proc.stdout, proc.stderr[-2000:]
 
 
 @pytest.mark.skipif(importlib.util.find_spec("rnnbench.cli") is None, reason="no CLI yet")

@@ -2,9 +2,12 @@
 keras-torch Keras too, but only where the workers' device is sure to be the CPU (Keras' torch
 backend fixes its device at import)."""
 
+import dataclasses
+
 import pytest
 
 from rnnbench import launch
+from rnnbench.frameworks import FRAMEWORKS
 from rnnbench.launch import Launcher, cpu_certain, preload
 
 
@@ -17,7 +20,9 @@ def test_only_a_sure_cpu_device_preloads_what_fixes_a_device(tmp_path, monkeypat
     assert "keras" in preload("keras-torch", cpu=True)
     assert "keras" not in preload("keras-torch") and preload("keras-torch")  # torch, still
     assert preload("torch", cpu=True) == preload("torch")  # nothing of torch's fixes a device
-    assert preload("pytensor", cpu=True) == ()  # no server: nothing added to one
+    # A framework with no server gets none for its CPU-only modules alone.
+    monkeypatch.setitem(FRAMEWORKS, "pytensor", dataclasses.replace(FRAMEWORKS["pytensor"], cpu_preload=("json",)))
+    assert preload("pytensor", cpu=True) == ()
 
 
 @pytest.mark.parametrize("device, keras", [("cpu", True), ("cuda", False)])
@@ -30,8 +35,10 @@ def test_keras_torch_server_imports_keras_on_the_cpu_only(monkeypatch, device, k
 
     monkeypatch.setattr(launch, "ForkServer", Server)
     launcher = Launcher(True, device)
-    launcher._server("keras-torch", {"PATH": "/bin"})
-    launcher._server("torch", {"PATH": "/bin"})
+    env = {"PATH": "/bin"}  # the same for both, as the runner passes it
+    launcher._server("keras-torch", env)
+    launcher._server("torch", env)
+    assert env == {"PATH": "/bin"}
     (modules, env), (torch_modules, torch_env) = started
     assert ("keras" in modules) is keras
     assert env.get("KERAS_TORCH_DEVICE") == ("cpu" if keras else None)

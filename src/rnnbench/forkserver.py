@@ -3,11 +3,12 @@ each (scenario, implementation). Used by the smoke and quick profiles, where the
 import (about 4 s for torch and torch._dynamo, which ``torch.optim`` loads, on the 2-core Intel
 development machine; on the 2-core AMD one 2.5 s, TensorFlow 3.5 s, JAX with Flax and Optax
 0.7 s) would otherwise be much of each worker's time (``Framework.preload`` says what each
-framework's server imports). Every job still runs in
+framework's server imports, ``cpu_preload`` what it adds where the device is sure to be the CPU). Every job still runs in
 its own process and process group, forked from the same just-imported state, so nothing of
 one job reaches the next; the runner times it out and kills it exactly as a spawned worker.
 The server only imports: the worker sets its threads, denormal flag and device after the
-fork, as a spawned one does, so no thread pool is inherited (``fork`` copies only the calling
+fork, as a spawned one does (one exception: keras-torch's server, where the device is sure to
+be the CPU, imports Keras with its torch device fixed to the CPU, which the worker checks), so no thread pool is inherited (``fork`` copies only the calling
 thread); what its modules read from the environment at import (OMP_NUM_THREADS) is the same
 for every job of a run.
 

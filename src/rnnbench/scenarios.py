@@ -129,10 +129,10 @@ PROFILES: dict[str, Profile] = {
         # runs; 90th percentile 6%), while the same run's 8-step medians in the two matrices lay
         # 10% apart (median; 90th percentile 26%): the machine, not the count, sets the
         # precision, and the 3 steps were 153-162 s of each (16.5 and 21.4 min).
-        # Not 4, though the median of the first 4 lay as close (1.7-1.8%): a median of 4 is the
-        # mean of the middle two, so two slow steps move it where a median of 5 shrugs them
-        # off (tf-xla's GRU: steps 0.074 0.221 0.234 0.079 ... gave 0.150 s for 4, 0.079 s
-        # for 5 and 0.073 s for 8; worst run 106% off at 4, 25% at 5).
+        # Not 4, though the median of the first 4 lay nearly as close (1.7-1.8%): a median of 4
+        # is the mean of the middle two, so two slow steps move it where a median of 5 shrugs
+        # them off (tf-xla's GRU: steps 0.074 0.221 0.234 0.079 0.070 ... gave 0.150 s for 4,
+        # 0.079 s for 5 and 0.073 s for 8: the worst run at 4, 106% off; the worst at 5 was 25%).
         Profile("quick", warmup=2, steps=5, time_steps=100, timeout_s=1800, max_time_s=60.0,
                 shared_cache=True, fork_server=True, keep_verdicts=True,
                 description="the seed's networks on a 100-step time axis (the default)"),

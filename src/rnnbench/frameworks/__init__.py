@@ -33,7 +33,8 @@ class Framework:
     # What a fork server (rnnbench.forkserver: smoke and quick profiles) imports before
     # forking each worker: only modules that start no threads of their own and touch no
     # device at import (each of these starts only NumPy's OpenBLAS pool, whose fork handler
-    # makes forking safe), and that read no setting the worker's runtime sets later.
+    # makes forking safe), and that read no setting the worker's runtime sets later, but
+    # for ``cpu_preload`` below, which reads the device where it is known to be the CPU.
     # Keras reads KERAS_BACKEND at import: it is preloaded only with its backend in
     # ``preload_env``; keras-torch's torch backend also picks its device at import, so its
     # server imports Keras only where the worker's device is sure to be the CPU

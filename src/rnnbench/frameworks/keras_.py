@@ -31,7 +31,8 @@ def setup(framework: str, threads: int, flush_denormal: bool, device: str) -> di
     _backend_runtime = runtime(backend)  # imports tensorflow or torch: after KERAS_BACKEND
     info = _backend_runtime.setup(backend, threads, flush_denormal, device)
     if backend == "torch":
-        # Keras' torch backend picks its device at import: cuda whenever one is visible.
+        # Keras' torch backend picks its device at import: KERAS_TORCH_DEVICE if set, else
+        # mps, cuda or xpu where one is available.
         os.environ["KERAS_TORCH_DEVICE"] = info["device"]
 
     import keras
