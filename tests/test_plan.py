@@ -140,22 +140,27 @@ def test_plan_of_the_full_profile_is_bounded_by_its_time_budget(capsys, tmp_path
 
 def test_a_precision_stopped_run_is_predicted_between_its_minimum_and_its_budget():
     """The measured steps of a precision-stopped run: no step starts past the budget (a step
-    longer than the budget is measured once, whatever the minimum), and the run is expected
-    to take PRECISION_STEPS measured steps at PRECISION_AT (4x as many at half of it, never
-    below the minimum), after the warm-up count and SETTLE_STEPS more."""
+    longer than the budget is measured 3 times, the fewest that show a spread, whatever the
+    minimum), and the run is expected to take PRECISION_STEPS measured steps at PRECISION_AT
+    (4x as many at half of it, never below the minimum), after the warm-up count and
+    SETTLE_STEPS more where the rule lets warm-up settle."""
     from rnnbench.plan import PRECISION_AT, PRECISION_STEPS, SETTLE_STEPS, Evidence, Point, network, predict
     from rnnbench.scenarios import SCENARIOS
     from rnnbench.stopping import stop_rule
 
     s = SCENARIOS["gru-1x320-ce"]
 
-    def predicted(step_s, precision=PRECISION_AT, budget=600.0, least=5):
+    def predicted(step_s, precision=PRECISION_AT, budget=600.0, least=5, most=500, settle=True):
         ev = Evidence()
         ev.add((network(s), "torch-nn"), Point("here", "ok", s.time_steps, step_s, 4.0, 10.0, 100.0))
-        stop = stop_rule(precision, least, budget, 2)
-        return predict(ev, s, "torch-nn", 2 + 500, 7200.0, stop=stop, warmup=2).seconds - 14.0
+        stop = stop_rule(precision, least, budget, 2, settle)
+        return predict(ev, s, "torch-nn", 2 + most, 7200.0, stop=stop, warmup=2).seconds - 14.0
 
-    assert predicted(36.0, budget=30.0) == pytest.approx((2 + SETTLE_STEPS + 1) * 36.0)  # over budget
+    assert predicted(36.0, budget=30.0) == pytest.approx((2 + SETTLE_STEPS + 3) * 36.0)  # over budget
+    # The quick profile's rule: a fixed warm-up, 3 to 8 steps within 7 s.
+    assert predicted(2.5, budget=7.0, least=3, most=8, settle=False) == pytest.approx((2 + 3) * 2.5)
+    assert predicted(1.0, budget=7.0, least=3, most=8, settle=False) == pytest.approx(2 + 7)
+    assert predicted(0.1, budget=7.0, least=3, most=8, settle=False) == pytest.approx((2 + 8) * 0.1)
     assert predicted(1.0) == pytest.approx(2 + SETTLE_STEPS + PRECISION_STEPS)
     assert predicted(1.0, precision=PRECISION_AT / 2) == pytest.approx(2 + SETTLE_STEPS + 4 * PRECISION_STEPS)
     assert predicted(1.0, precision=0.5) == pytest.approx(2 + SETTLE_STEPS + 5)  # the minimum

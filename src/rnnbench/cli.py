@@ -334,7 +334,7 @@ def _stop_settings(args, profile, warmup: int) -> tuple[int, dict | None, float]
         raise UsageError(f"--timeout {args.timeout:g} s would stop a worker inside its measuring budget "
                          f"(--max-time {max_time:g} s{whose}): raise --timeout or lower --max-time")
     timeout = args.timeout or profile.timeout_s + BUDGET_TIMEOUT_FACTOR * max_time
-    return max_steps, stop_rule(precision, min_steps, max_time, warmup), timeout
+    return max_steps, stop_rule(precision, min_steps, max_time, warmup, profile.settle), timeout
 
 
 def _settings(args, bench: bool):
@@ -472,7 +472,10 @@ def cmd_plan(args) -> int:
     rows = [(s.name, i, estimate(st, evidence, s, i, missing, kept, st.processes, warm))
             for s in scenarios for i in impls]
     each = f"each in {st.processes} processes" if st.processes > 1 else "each"
-    print(f"Time plan: {len(rows)} runs, profile {st.profile.name}, {st.warmup} warm-up + {st.steps} measured steps "
+    stop = st.stop
+    steps = (f"{st.steps} measured steps" if stop is None else
+             f"{stop['min_steps']}-{st.steps} measured steps to +-{stop['precision'] * 100:g}% within {stop['max_time_s']:g} s")
+    print(f"Time plan: {len(rows)} runs, profile {st.profile.name}, {st.warmup} warm-up + {steps} "
           f"{each}, {st.threads} threads; predicted wall time per run from runs in {st.out} (measured here), else "
           f"the cost model shipped with rnnbench (a 2-core machine; warm where the compile cache keeps the run's "
           f"verdict, and so its compiles), else a guess from FLOPs")
@@ -589,14 +592,15 @@ def build_parser() -> Parser:
                      help="measure exactly this many steps (default: the profile's count, or its precision target)")
     run.add_argument("--precision", type=fraction, metavar="P",
                      help="measure until the 95%% CI of the median is within +-P of it (0.02: +-2%%), warming up "
-                          "until step times stop falling (default: the full profile's 0.02; the others count steps)")
+                          "until step times stop falling but on quick (default: quick's and full's 0.02; smoke and "
+                          "seed count steps)")
     run.add_argument("--min-steps", type=at_least_3, metavar="N",
-                     help="with a precision: measured steps before it may stop (default: the profile's, 5)")
+                     help="with a precision: measured steps before it may stop (default: the profile's: quick 3, others 5)")
     run.add_argument("--max-steps", type=positive_int, metavar="N",
-                     help="with a precision: measured steps at most (default: the profile's, 500)")
+                     help="with a precision: measured steps at most (default: the profile's: quick 8, others 500)")
     run.add_argument("--max-time", type=seconds, metavar="S",
                      help="with a precision: measured seconds per run at most, over --min-steps if need be "
-                          "(default: the profile's; full: 600)")
+                          "(default: the profile's: quick 7, full 600)")
     run.add_argument("--processes", type=positive_int, metavar="K",
                      help="measure each run in K worker processes, the matrix's interleaved (each run's first "
                           "process, then each run's second...), so that a slow minute of the machine spreads over "

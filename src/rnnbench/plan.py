@@ -41,6 +41,7 @@ from .errors import ResultsError
 from .flops import train_flops
 from .impls import IMPLEMENTATIONS
 from .scenarios import Scenario, apply_profile
+from .stopping import SPREAD_STEPS
 from .verdicts import verified_here
 
 MODEL = Path(__file__).with_name("costs.csv")
@@ -277,12 +278,15 @@ def predict(evidence: Evidence, s: Scenario, impl: str, steps: int, timeout_s: f
     note = f"grows like T^{k:.2f} ({between})" if superlinear else ""
     stepping = steps * step
     if stop:
-        # Measured steps: no step starts past the budget, which wins over the minimum, and
-        # a run stops on precision after about as many steps as such runs took.
-        bound = max(1, min(steps - warmup, math.floor(stop["max_time_s"] / step)))
+        # Measured steps: no step starts past the budget, which wins over the minimum (but
+        # for the 3 steps that show a spread), and a run stops on precision after about as
+        # many steps as such runs took; warm-up past its count where the rule allows it.
+        most = steps - warmup
+        bound = min(most, max(SPREAD_STEPS, math.floor(stop["max_time_s"] / step)))
         least = min(stop["min_steps"], bound)
         expected = PRECISION_STEPS * (PRECISION_AT / stop["precision"]) ** 2
-        stepping = (warmup + SETTLE_STEPS + min(bound, max(least, expected))) * step
+        settle = SETTLE_STEPS if stop["max_warmup"] > warmup else 0
+        stepping = (warmup + settle + min(bound, max(least, expected))) * step
     return Estimate(other_s + compile_s + stepping, basis, note, superlinear)
 
 

@@ -8,8 +8,8 @@ It runs under Python 3.6 and NumPy 1.13 too, as rnnbench.protocol does (no datac
 no postponed annotations): the legacy worker for the 2017 stack (rnnbench.legacy) times
 its steps with ``timed_steps`` and these rules, as today's worker does.
 
-Warm-up (``Warmup``): the profile's count of steps, then, with a precision P, more while
-the step times are still falling: one more step while the last was faster, by more than
+Warm-up (``Warmup``): the profile's count of steps, then, with a precision P (and a rule
+that allows steps past the count: ``max_warmup``), more while the step times are still falling: one more step while the last was faster, by more than
 P, than the median of the (up to) ``FALL_WINDOW`` steps before it, the first step left
 out of that median where there are others (it holds one-time compilation). A fall
 smaller than P does not matter at that precision. At most ``max_warmup`` steps in all,
@@ -20,8 +20,9 @@ Measurement (``Measure``): exactly the count asked for ("fixed"), or, with a pre
 until the 95% bootstrap CI of the median lies within +-P of the median ("precision";
 never before ``min_steps``), at most ``max_steps`` steps ("max-steps"), and no step is
 started once the measured time plus the median step so far would pass ``max_time_s``
-("max-time"). The budget wins over ``min_steps``: a run whose steps are too slow for its
-budget stops early and says so. The CI is computed at ``min_steps``, at every step up to
+("max-time"). The budget wins over ``min_steps``, down to ``SPREAD_STEPS`` (3, the
+fewest that show a spread: a run of 1 or 2 steps could say nothing of its precision): a
+run whose steps are too slow for its budget stops early and says so. The CI is computed at ``min_steps``, at every step up to
 ``CHECK_EVERY_STEP_UNTIL``, then each time the count has grown by a tenth: that keeps
 the cost per step well under a millisecond (tests/test_stopping.py measures it), at the
 price of up to a tenth more steps than a check at every step would take. The worker leaves the time the rule
@@ -136,19 +137,23 @@ def run_steps(step, job, out):
     out.warmup_reason, out.stop_reason = warmup.reason, measure.reason
 
 
-def stop_rule(precision, min_steps, max_time_s, warmup):
+def stop_rule(precision, min_steps, max_time_s, warmup, settle=True):
     """The stop rule a job carries (rnnbench.protocol: Job.stop) for a run of ``warmup``
     warm-up steps measured to ``precision`` (a fraction), its maximum step count being
-    the job's ``steps``."""
+    the job's ``steps``; ``settle``: more warm-up steps while step times still fall (up
+    to WARMUP_EXTRA), else exactly ``warmup``."""
     return {"precision": precision, "min_steps": min_steps, "max_time_s": max_time_s,
-            "max_warmup": warmup + WARMUP_EXTRA}
+            "max_warmup": warmup + (WARMUP_EXTRA if settle else 0)}
 
 
 def rules(warmup, steps, stop=None):
-    """The job's two rules, (Warmup, Measure): fixed counts where ``stop`` is None."""
+    """The job's two rules, (Warmup, Measure): fixed counts where ``stop`` is None; a
+    fixed warm-up where the rule allows no step past the count (``max_warmup``)."""
     if stop is None:
         return Warmup(warmup), Measure(steps)
-    return (Warmup(warmup, stop["precision"], stop["max_warmup"], WARMUP_SHARE * stop["max_time_s"]),
+    settles = stop["max_warmup"] > warmup
+    return (Warmup(warmup, stop["precision"], stop["max_warmup"], WARMUP_SHARE * stop["max_time_s"])
+            if settles else Warmup(warmup),
             Measure(steps, stop["precision"], stop["min_steps"], stop["max_time_s"]))
 
 
@@ -221,7 +226,7 @@ class Measure(object):
             self.reason = PRECISION
         elif n >= self.max_steps:
             self.reason = MAX_STEPS
-        elif self.total_s + self.median() > self.max_time_s:
+        elif n >= SPREAD_STEPS and self.total_s + self.median() > self.max_time_s:
             self.reason = MAX_TIME
 
     def precise(self):
