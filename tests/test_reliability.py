@@ -382,3 +382,23 @@ def test_ctrl_c_while_the_command_loads():
             "sys.exit(main(['list']))\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert p.returncode == 130 and p.stderr == "rnnbench: interrupted\n", p.stderr
+
+
+def test_ctrl_c_once_the_command_has_returned_is_ignored():
+    """A Ctrl-C that lands after the command returned (the matrix recorded, the interpreter
+    shutting down) leaves the command's exit status, with no traceback: it once made a
+    finished smoke run die by SIGINT (-2) in tests/test_torch.py's Ctrl-C test."""
+    code = ("import os, signal, sys, time\n"
+            "from rnnbench.__main__ import main\n"
+            "status = main(['list'])\n"
+            "os.kill(os.getpid(), signal.SIGINT)\n"
+            "time.sleep(0.2)\n"
+            "sys.exit(status)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    cli = ("import atexit, os, runpy, signal, sys, time\n"  # python -m rnnbench.cli, as the tests run it
+           "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(0.2)))\n"
+           "sys.argv = ['rnnbench', 'list']\n"
+           "runpy.run_module('rnnbench.cli', run_name='__main__')\n")
+    p = subprocess.run([sys.executable, "-c", cli], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr

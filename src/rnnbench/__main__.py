@@ -1,7 +1,10 @@
 """The ``rnnbench`` command's entry point (``python -m rnnbench`` too). It imports the CLI
 inside a guard, so that a Ctrl-C while the modules load is one line and exit 130, like a
-Ctrl-C at any later moment, not a traceback."""
+Ctrl-C at any later moment, not a traceback. Once the command has returned, everything it
+did is recorded and its exit status known: a Ctrl-C while the interpreter shuts down (its
+exit handlers take a moment) is ignored, not a traceback or a death by SIGINT."""
 
+import signal
 import sys
 
 
@@ -11,7 +14,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("rnnbench: interrupted", file=sys.stderr)
         return 130
-    return cli_main(argv)
+    code = cli_main(argv)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return code
 
 
 if __name__ == "__main__":

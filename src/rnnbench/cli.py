@@ -713,4 +713,6 @@ def _command(argv) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # done and recorded: a late Ctrl-C changes nothing (rnnbench.__main__)
+    sys.exit(status)
