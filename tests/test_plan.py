@@ -140,8 +140,7 @@ def test_plan_of_the_full_profile_is_bounded_by_its_time_budget(capsys, tmp_path
 
 def test_a_precision_stopped_run_is_predicted_between_its_minimum_and_its_budget():
     """The measured steps of a precision-stopped run: no step starts past the budget (a step
-    longer than the budget is measured 3 times, the fewest that show a spread, whatever the
-    minimum), and the run is expected to take PRECISION_STEPS measured steps at PRECISION_AT
+    longer than the budget is measured BUDGET_FLOOR times, whatever the minimum), and the run is expected to take PRECISION_STEPS measured steps at PRECISION_AT
     (4x as many at half of it, never below the minimum), after the warm-up count and
     SETTLE_STEPS more where the rule lets warm-up settle."""
     from rnnbench.plan import PRECISION_AT, PRECISION_STEPS, SETTLE_STEPS, Evidence, Point, network, predict
@@ -156,16 +155,16 @@ def test_a_precision_stopped_run_is_predicted_between_its_minimum_and_its_budget
         stop = stop_rule(precision, least, budget, 2, settle)
         return predict(ev, s, "torch-nn", 2 + most, 7200.0, stop=stop, warmup=2).seconds - 14.0
 
-    assert predicted(36.0, budget=30.0) == pytest.approx((2 + SETTLE_STEPS + 3) * 36.0)  # over budget
-    # The quick profile's rule: a fixed warm-up, 3 to 8 steps within 7 s.
-    assert predicted(2.5, budget=7.0, least=3, most=8, settle=False) == pytest.approx((2 + 3) * 2.5)
-    assert predicted(1.0, budget=7.0, least=3, most=8, settle=False) == pytest.approx(2 + 7)
-    assert predicted(0.1, budget=7.0, least=3, most=8, settle=False) == pytest.approx((2 + 8) * 0.1)
+    assert predicted(36.0, budget=30.0) == pytest.approx((2 + SETTLE_STEPS + 4) * 36.0)  # over budget
+    # The quick profile's rule: a fixed warm-up, 4 to 8 steps within 6 s.
+    assert predicted(2.5, budget=6.0, least=4, most=8, settle=False) == pytest.approx((2 + 4) * 2.5)
+    assert predicted(1.0, budget=6.0, least=4, most=8, settle=False) == pytest.approx(2 + 6)
+    assert predicted(0.1, budget=6.0, least=4, most=8, settle=False) == pytest.approx((2 + 8) * 0.1)
     assert predicted(1.0) == pytest.approx(2 + SETTLE_STEPS + PRECISION_STEPS)
     assert predicted(1.0, precision=PRECISION_AT / 2) == pytest.approx(2 + SETTLE_STEPS + 4 * PRECISION_STEPS)
     assert predicted(1.0, precision=0.5) == pytest.approx(2 + SETTLE_STEPS + 5)  # the minimum
     assert predicted(1.0, precision=0.001) == pytest.approx(2 + SETTLE_STEPS + 500)  # at most the count
-    assert predicted(10.0, budget=30.0) == pytest.approx((2 + SETTLE_STEPS + 3) * 10.0)  # 3 steps fit: the minimum cannot
+    assert predicted(10.0, budget=30.0) == pytest.approx((2 + SETTLE_STEPS + 4) * 10.0)  # 3 fit, 4 taken: not the minimum 5
     fixed = Evidence()
     fixed.add((network(s), "torch-nn"), Point("here", "ok", s.time_steps, 1.0, 4.0, 10.0, 100.0))
     assert predict(fixed, s, "torch-nn", 10, 7200.0).seconds == pytest.approx(14.0 + 10)

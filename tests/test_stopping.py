@@ -81,12 +81,12 @@ def test_the_time_budget_is_never_passed_but_for_three_steps():
     times = feed(m, [1.0, 1.1] * 100)
     # After 9 steps: 9.4 s + a median step of 1.0 s fits; after 10: 10.5 s + 1.05 s does not.
     assert m.reason == "max-time" and len(times) == 10 and sum(times) <= 10.6
-    # The budget wins over the minimum: steps too slow for it stop early and say so,
-    # but not before the 3 steps that show a spread (3 x 2.0 s passes the 5 s budget).
+    # The budget wins over the minimum: steps too slow for it stop early and say so, but
+    # not before the 4 steps compare needs (BUDGET_FLOOR: 4 x 2.0 s passes the 5 s budget).
     m = Measure(500, precision=0.02, min_steps=10, max_time_s=5.0)
-    assert len(feed(m, [2.0] * 20)) == 3 and m.reason == "max-time" and m.total_s == 6.0
+    assert len(feed(m, [2.0] * 20)) == stopping.BUDGET_FLOOR == 4 and m.reason == "max-time" and m.total_s == 8.0
     m = Measure(500, precision=0.02, min_steps=10, max_time_s=1.0)
-    assert len(feed(m, [2.0] * 20)) == 3 and m.reason == "max-time"
+    assert len(feed(m, [2.0] * 20)) == 4 and m.reason == "max-time"
 
 
 def test_the_rule_costs_well_under_a_millisecond_a_step():
@@ -113,11 +113,11 @@ def test_the_rules_a_job_carries():
 def test_the_quick_profile_warms_up_its_count_then_stops_on_precision_or_its_budget():
     """`rnnbench run` (quick, the default): 2 warm-up steps whatever they show (the rule that
     settles would compare the second with the compiling first and always take a third),
-    then 3 to 8 measured steps, at most 7 s of them."""
+    then 4 to 8 measured steps, none started past 6 s of them but the first 4."""
     from rnnbench import cli
 
     st = cli.run_settings(cli.build_parser().parse_args(["run"]))
-    assert st.stop == {"precision": 0.02, "min_steps": 3, "max_time_s": 7.0, "max_warmup": 2} and st.steps == 8
+    assert st.stop == {"precision": 0.02, "min_steps": 4, "max_time_s": 6.0, "max_warmup": 2} and st.steps == 8
     w, m = stopping.rules(st.warmup, st.steps, st.stop)
     assert len(feed(w, [5.0, 1.0, 0.5, 0.5])) == 2 and w.reason == "fixed"  # still falling: fixed all the same
     runs = {"steady short": [0.100] * 20, "noisy short": [0.1 * t for t in noisy(20, cv=0.2)], "2.5 s steps": [2.5, 3.0, 2.2] * 5,
@@ -126,8 +126,8 @@ def test_the_quick_profile_warms_up_its_count_then_stops_on_precision_or_its_bud
     for name, times in runs.items():
         w, m = stopping.rules(st.warmup, st.steps, st.stop)
         taken[name] = (len(feed(m, times)), m.reason)
-    assert taken == {"steady short": (3, "precision"), "noisy short": (8, "max-steps"),
-                     "2.5 s steps": (3, "max-time"), "1 s steps, noisy": (6, "max-time")}
+    assert taken == {"steady short": (4, "precision"), "noisy short": (8, "max-steps"),
+                     "2.5 s steps": (4, "max-time"), "1 s steps, noisy": (5, "max-time")}
     assert cli.run_settings(cli.build_parser().parse_args(["run", "--steps", "5"])).stop is None  # exactly 5
 
 

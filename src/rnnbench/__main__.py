@@ -2,9 +2,8 @@
 inside a guard, so that a Ctrl-C while the modules load is one line and exit 130, like a
 Ctrl-C at any later moment, not a traceback. Once the command has returned, everything it
 did is recorded and its exit status known: a Ctrl-C while the interpreter shuts down (its
-exit handlers take a moment) is ignored, not a traceback or a death by SIGINT."""
+exit handlers take a moment) ends it at once with that status (``cli.exit_on_late_interrupt``)."""
 
-import signal
 import sys
 
 
@@ -14,9 +13,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("rnnbench: interrupted", file=sys.stderr)
         return 130
-    code = cli_main(argv)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    return code
+    from .cli import exit_on_late_interrupt
+
+    return exit_on_late_interrupt(cli_main(argv))
 
 
 if __name__ == "__main__":

@@ -301,7 +301,9 @@ def final_table(docs: list[dict]) -> str:
 
 # The per-worker timeout of a precision-targeted run: the profile's (import, compile, the
 # fixed warm-up, verification) plus this many times the measuring budget (the budget, the
-# warm-up past its count, which may take a quarter of it, and the last step's overrun).
+# warm-up past its count, which may take a quarter of it, and the last step's overrun; the
+# 4 steps the budget cannot cut, rnnbench.stopping.BUDGET_FLOOR, may pass it further, which
+# the profile's own timeout covers).
 BUDGET_TIMEOUT_FACTOR = 1.5
 
 
@@ -595,12 +597,13 @@ def build_parser() -> Parser:
                           "until step times stop falling but on quick (default: quick's and full's 0.02; smoke and "
                           "seed count steps)")
     run.add_argument("--min-steps", type=at_least_3, metavar="N",
-                     help="with a precision: measured steps before it may stop (default: the profile's: quick 3, others 5)")
+                     help="with a precision: measured steps before it may stop (default: the profile's: quick 4, others 5)")
     run.add_argument("--max-steps", type=positive_int, metavar="N",
                      help="with a precision: measured steps at most (default: the profile's: quick 8, others 500)")
     run.add_argument("--max-time", type=seconds, metavar="S",
-                     help="with a precision: measured seconds per run at most, over --min-steps if need be "
-                          "(default: the profile's: quick 7, full 600)")
+                     help="with a precision: no measured step started past S seconds of them per run, once 4 are in, "
+                          "even under --min-steps "
+                          "(default: the profile's: quick 6, smoke 30, full 600)")
     run.add_argument("--processes", type=positive_int, metavar="K",
                      help="measure each run in K worker processes, the matrix's interleaved (each run's first "
                           "process, then each run's second...), so that a slow minute of the machine spreads over "
@@ -701,6 +704,20 @@ def main(argv=None) -> int:
         return 130
 
 
+def exit_on_late_interrupt(status: int) -> int:
+    """For an entry point, once the command has returned ``status``: a Ctrl-C from now on
+    (the interpreter's exit handlers take a moment) ends the process at once with that
+    status, everything having been recorded, instead of a traceback or a death by SIGINT."""
+    def leave(signum, frame):
+        try:
+            sys.stdout.flush()
+        finally:
+            os._exit(status)
+
+    signal.signal(signal.SIGINT, leave)
+    return status
+
+
 def _command(argv) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -713,6 +730,4 @@ def _command(argv) -> int:
 
 
 if __name__ == "__main__":
-    status = main()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # done and recorded: a late Ctrl-C changes nothing (rnnbench.__main__)
-    sys.exit(status)
+    sys.exit(exit_on_late_interrupt(main()))

@@ -41,7 +41,7 @@ from .errors import ResultsError
 from .flops import train_flops
 from .impls import IMPLEMENTATIONS
 from .scenarios import Scenario, apply_profile
-from .stopping import SPREAD_STEPS
+from .stopping import BUDGET_FLOOR
 from .verdicts import verified_here
 
 MODEL = Path(__file__).with_name("costs.csv")
@@ -232,10 +232,12 @@ def predict(evidence: Evidence, s: Scenario, impl: str, steps: int, timeout_s: f
     sizes it runs at), and how sure that is; ``warm``: its compiles and verification are
     in the cache (the model's warm run then stands for it). Under a precision ``stop`` rule ``steps`` is
     the most it may take: the measured steps are then bounded by the rule's time budget
-    (no step starts past it, even below the minimum count), and the run is expected to
-    stop after ``PRECISION_STEPS`` measured steps at a precision of ``PRECISION_AT``, 4x as
-    many at half that (within its minimum and that bound), after ``SETTLE_STEPS`` warm-up
-    steps past the count."""
+    (no step starts past it, even below the minimum count, but for ``BUDGET_FLOOR``), and
+    the run is expected to stop after ``PRECISION_STEPS`` measured steps at a precision of
+    ``PRECISION_AT``, 4x as many at half that (within its minimum and that bound), after
+    ``SETTLE_STEPS`` warm-up steps past the count where the rule lets warm-up settle. Those
+    counts come from the full profile: for quick's few steps they make the bound the
+    prediction, an upper one (its short rows often stop on precision sooner)."""
     key = (network(s), impl)
     points = evidence.points.get(key, [])
     here = [p for p in points if p.source == "here"]
@@ -279,10 +281,10 @@ def predict(evidence: Evidence, s: Scenario, impl: str, steps: int, timeout_s: f
     stepping = steps * step
     if stop:
         # Measured steps: no step starts past the budget, which wins over the minimum (but
-        # for the 3 steps that show a spread), and a run stops on precision after about as
+        # for BUDGET_FLOOR steps), and a run stops on precision after about as
         # many steps as such runs took; warm-up past its count where the rule allows it.
         most = steps - warmup
-        bound = min(most, max(SPREAD_STEPS, math.floor(stop["max_time_s"] / step)))
+        bound = min(most, max(BUDGET_FLOOR, math.floor(stop["max_time_s"] / step)))
         least = min(stop["min_steps"], bound)
         expected = PRECISION_STEPS * (PRECISION_AT / stop["precision"]) ** 2
         settle = SETTLE_STEPS if stop["max_warmup"] > warmup else 0

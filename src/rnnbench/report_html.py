@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from . import fmt
 from .analysis import SECOND_TABLE_SCENARIO, Results, flags, network
 from .impls import IMPLEMENTATIONS, colour, family_colour
 from .scenarios import SCENARIOS
@@ -262,7 +263,7 @@ def environment(r: Results) -> list[list[str]]:
     ]
     steps, warm = s["steps"].dropna(), s["warmup"].dropna()
     if len(steps):
-        items.append(["steps", f"{int(warm.max()) if len(warm) else '?'} warm-up + {int(steps.max())} measured"])
+        items.append(["steps", f"{fmt.span(warm) if len(warm) else '?'} warm-up + {fmt.span(steps)} measured"])
     cores = machine.get("cores")
     items += [
         ["CPU", f"{machine.get('cpu', '?')}" + (f", {cores} cores" if cores else "")],

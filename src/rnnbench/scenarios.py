@@ -123,22 +123,24 @@ PROFILES: dict[str, Profile] = {
         # later run finds its compiles there (each run records cold or warm), forks the
         # workers of frameworks with a preload (rnnbench.frameworks: today's, but PyTensor's
         # numba backend) from one import, and keeps passed verifications (rnnbench.verdicts).
-        # Measured to +-2%, 3 to 8 steps and at most 7 s of measured steps a run, after a
+        # Measured to +-2%, 4 to 8 steps, none started past 6 s of measured steps a run (but
+        # for the first 4: rnnbench.stopping.BUDGET_FLOOR), after a
         # fixed warm-up of 2 (the compiling step and one more: ``settle=False``, as the rule
         # that extends warm-up compares the step after the count with the compiling one, so
         # it would always take a third). Replayed on the 8 measured steps of each of the 60
-        # runs of a warm quick matrix (docs/latest, 2-core machine), against the median of
+        # runs of a quick matrix (docs/latest, 2-core machine), against the median of
         # all 8: 5 fixed steps were 1.0% off (median over the runs), 4.9% (90th percentile),
-        # 63% (worst: a short row with two slow steps), in 253 s of steps; this rule 0.4%,
-        # 4.9%, 6.6% in 198 s. Noisy short rows take up to 8 cheap steps, the 2-3 s rows of
-        # the 4x320 networks 3 (their 90th percentile is 5.5%, against 3.8% at 5 steps: this
-        # machine's run-to-run spread, about 10%, is larger than either). 5 fixed steps had
+        # 63% (worst: a short row with two slow steps), in 253 s of steps; this rule 0.1%,
+        # 4.1%, 6.7% in 220 s. Noisy short rows take up to 8 cheap steps, the 1.5-3 s rows of
+        # the 4x320 networks 4 (their 90th percentile is 5.5%, against 3.8% at 5 steps: this
+        # machine's run-to-run spread, about 10%, is larger than either). Not 3 (198 s): two
+        # quick runs' 3 steps against 3 cannot show a change to `compare` (p >= 0.1). 5 fixed steps had
         # replaced 8 before (the median of 5 within 1.2-1.7% of that of 8 on two matrices);
         # a fixed 4 was no good: a median of 4 is the mean of the middle two, so two slow
         # steps move it (tf-xla's GRU: 0.074 0.221 0.234 0.079 0.070 ... gave 0.150 s for 4
         # steps, 0.079 s for 5 and 0.073 s for 8). ``--steps N`` still measures exactly N.
-        Profile("quick", warmup=2, steps=8, time_steps=100, timeout_s=1800, precision=0.02, min_steps=3,
-                max_steps=8, max_time_s=7.0, settle=False, shared_cache=True, fork_server=True, keep_verdicts=True,
+        Profile("quick", warmup=2, steps=8, time_steps=100, timeout_s=1800, precision=0.02, min_steps=4,
+                max_steps=8, max_time_s=6.0, settle=False, shared_cache=True, fork_server=True, keep_verdicts=True,
                 description="the seed's networks on a 100-step time axis (the default)"),
         Profile("seed", warmup=5, steps=500, time_steps=None, timeout_s=24 * 3600,
                 description="exactly the seed: T=1000, 500 steps, median"),

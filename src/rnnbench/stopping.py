@@ -20,9 +20,10 @@ Measurement (``Measure``): exactly the count asked for ("fixed"), or, with a pre
 until the 95% bootstrap CI of the median lies within +-P of the median ("precision";
 never before ``min_steps``), at most ``max_steps`` steps ("max-steps"), and no step is
 started once the measured time plus the median step so far would pass ``max_time_s``
-("max-time"). The budget wins over ``min_steps``, down to ``SPREAD_STEPS`` (3, the
-fewest that show a spread: a run of 1 or 2 steps could say nothing of its precision): a
-run whose steps are too slow for its budget stops early and says so. The CI is computed at ``min_steps``, at every step up to
+("max-time"). The budget wins over ``min_steps``, down to ``BUDGET_FLOOR`` steps (4: 3
+are the fewest that show a spread, and 4 against 4 the fewest with which
+``rnnbench compare``'s exact test can reach p < 0.05, 2/70): a run whose steps are too slow
+for its budget stops early and says so. The CI is computed at ``min_steps``, at every step up to
 ``CHECK_EVERY_STEP_UNTIL``, then each time the count has grown by a tenth: that keeps
 the cost per step well under a millisecond (tests/test_stopping.py measures it), at the
 price of up to a tenth more steps than a check at every step would take. The worker leaves the time the rule
@@ -48,6 +49,7 @@ FALL_WINDOW = 3
 WARMUP_EXTRA = 10  # warm-up steps past the count, at most
 WARMUP_SHARE = 0.25  # of the measuring budget, for the warm-up steps past the count
 SPREAD_STEPS = 3  # fewer steps cannot show a spread: no CI width, no stop on precision
+BUDGET_FLOOR = 4  # the time budget stops no run below this (compare: 4 vs 4 steps reach p = 0.029)
 CHECK_EVERY_STEP_UNTIL = 20
 CHECK_GROWTH = 10  # then a CI each time the count grows by 1/CHECK_GROWTH
 # Drift: a trend at z >= DRIFT_Z (two-sided p < 0.003: about one false flag in 300 runs
@@ -226,7 +228,7 @@ class Measure(object):
             self.reason = PRECISION
         elif n >= self.max_steps:
             self.reason = MAX_STEPS
-        elif n >= SPREAD_STEPS and self.total_s + self.median() > self.max_time_s:
+        elif n >= BUDGET_FLOOR and self.total_s + self.median() > self.max_time_s:
             self.reason = MAX_TIME
 
     def precise(self):
